@@ -1,0 +1,388 @@
+"""grid.yaml as one typed config tree.
+
+`load_grid` is the only place YAML is read: it applies `--set` overrides, validates
+with pydantic (`extra="forbid"` everywhere) and turns every problem into an
+`InputError` that names the file and the dotted field. Trials receive their config
+from Tune as a plain dict and validate it back into `TrialConfig`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from orchestrator.errors import InputError
+
+
+class Strict(BaseModel):
+    """Base for every config node: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+class FoldsConfig(Strict):
+    kind: Literal["stratified", "stratified_group", "holdout"] = "stratified"
+    n_splits: int = Field(5, ge=2, le=100)
+    use: list[int] | None = None  # which folds train; None = all
+
+    @model_validator(mode="after")
+    def _check_use(self) -> FoldsConfig:
+        available = [0] if self.kind == "holdout" else list(range(self.n_splits))
+        for fold in self.use or []:
+            if fold not in available:
+                raise ValueError(f"use: fold {fold} does not exist; {self.kind} with n_splits={self.n_splits} has folds {available}")
+        if self.use is not None and len(set(self.use)) != len(self.use):
+            raise ValueError("use: lists a fold twice")
+        return self
+
+    def folds_to_train(self) -> list[int]:
+        return self.use if self.use is not None else ([0] if self.kind == "holdout" else list(range(self.n_splits)))
+
+
+class DataConfig(Strict):
+    source: str = "sketch_csv"
+    root: Path = Path("data")
+    image_size: int = Field(32, ge=8, le=2048)
+    folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    test_root: Path | None = None  # image_folder only: a flat folder of test images
+    loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        from orchestrator.data.sources import SOURCES
+
+        return _known(value, SOURCES, "data source")
+
+
+# -------------------------------------------------------------------------- model
+
+
+class ModelConfig(Strict):
+    name: str
+    pretrained: bool = False  # True downloads weights from the timm / Hugging Face hub
+    drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from orchestrator.train.models import check_model_name
+
+        return check_model_name(value)
+
+
+# -------------------------------------------------------------------------- train
+
+
+class OptimizerConfig(Strict):
+    name: str = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, value: str) -> str:
+        from orchestrator.train.optim import OPTIMIZERS
+
+        return _known(value, OPTIMIZERS, "optimizer")
+
+
+class LRSchedulerConfig(Strict):
+    name: str = "cosine"
+    warmup_epochs: int = Field(0, ge=0)
+    warmup_lr: float = Field(1e-5, ge=0)
+    min_lr: float = Field(1e-6, ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_scheduler(cls, value: str) -> str:
+        from orchestrator.train.optim import LR_SCHEDULERS
+
+        return _known(value, LR_SCHEDULERS, "lr scheduler")
+
+
+class LossConfig(Strict):
+    name: str = "cross_entropy"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("name")
+    @classmethod
+    def _known_loss(cls, value: str) -> str:
+        from orchestrator.train.losses import LOSSES
+
+        return _known(value, LOSSES, "loss")
+
+
+class TransformSpec(Strict):
+    """One albumentations transform: `{name: Affine, rotate: [-10, 10], p: 0.5}`."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    augment: str | list[TransformSpec] = "plain"
+
+    @field_validator("augment")
+    @classmethod
+    def _valid_augment(cls, value: str | list[TransformSpec]) -> str | list[TransformSpec]:
+        from orchestrator.data.transforms import check_augment
+
+        check_augment(value)
+        return value
+
+
+# ------------------------------------------------------------------ search / run
+
+
+class SearchAxis(Strict):
+    """One extra grid axis; exactly one key is set."""
+
+    grid: list[Any] | None = None
+    choice: list[Any] | None = None
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+    randint: tuple[int, int] | None = None  # [low, high), like numpy
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> SearchAxis:
+        set_keys = [k for k in ("grid", "choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None]
+        if len(set_keys) != 1:
+            raise ValueError(f"give exactly one of grid, choice, uniform, loguniform, randint (got {set_keys or 'none'})")
+        values = getattr(self, set_keys[0])
+        if set_keys[0] in ("grid", "choice") and not values:
+            raise ValueError(f"{set_keys[0]}: needs at least one value")
+        if set_keys[0] in ("uniform", "loguniform", "randint") and not values[0] < values[1]:
+            raise ValueError(f"{set_keys[0]}: needs low < high, got {list(values)}")
+        if set_keys[0] == "loguniform" and values[0] <= 0:
+            raise ValueError("loguniform: bounds must be > 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("grid", "choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
+
+
+class TuneSchedulerConfig(Strict):
+    kind: Literal["asha", "fifo"] = "asha"
+    metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
+    mode: Literal["max", "min"] = "max"
+    grace_period: int = Field(1, ge=1)
+    reduction_factor: float = Field(3, gt=1)
+
+    @model_validator(mode="after")
+    def _mode_matches_metric(self) -> TuneSchedulerConfig:
+        expected = "min" if self.metric == "val_loss" else "max"
+        if self.mode != expected:
+            raise ValueError(f"mode: {self.metric} is better when it is {expected}er; set mode: {expected}")
+        return self
+
+
+class ResourcesConfig(Strict):
+    cpus_per_worker: float = Field(1, gt=0)
+    gpus_per_worker: float = Field(0, ge=0)
+    workers_per_trial: int = Field(1, ge=1)
+    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
+
+
+class TrackingConfig(Strict):
+    uri: str = "sqlite:///mlflow.db"
+    storage: str = "./ray_results"  # Ray checkpoints + fold tables; shared (NFS / s3://) on a cluster
+    artifact_root: str | None = None  # new experiments' artifact location; default beside a sqlite db
+
+
+class EnsembleConfig(Strict):
+    top_k: int = Field(5, ge=1)
+    method: Literal["mean", "hill_climb", "rank"] = "hill_climb"
+    output: str = "submission.csv"
+    iterations: int = Field(50, ge=1)  # hill-climbing steps
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class GridConfig(Strict):
+    name: Identifier
+    seed: int = 42
+    data: DataConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    search: dict[str, SearchAxis] = {}
+    num_samples: int = Field(1, ge=1)  # draws of the random (non-grid) axes
+    scheduler: TuneSchedulerConfig = Field(default_factory=TuneSchedulerConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+
+    @model_validator(mode="after")
+    def _search_paths_exist(self) -> GridConfig:
+        sample = trial_skeleton(self)
+        for path in self.search:
+            _lookup(sample, path, where=f"search.{path}")
+        return self
+
+
+# ------------------------------------------------------------------------- trial
+
+
+class TrialTables(Strict):
+    """Where a trial finds its rows: written once per grid by the driver."""
+
+    folds_path: str  # parquet: row_id, image_path, target, group, fold
+    test_path: str | None  # parquet: row_id, image_path
+    num_classes: int = Field(ge=2)
+
+
+class TrialConfig(Strict):
+    """Everything one (config, fold) trial needs; what Tune hands the trainable."""
+
+    name: str
+    seed: int
+    fold: int
+    config_id: str
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+    scheduler: TuneSchedulerConfig
+    resources: ResourcesConfig
+    tables: TrialTables
+    storage: str
+
+    @property
+    def trial_key(self) -> str:
+        return f"{self.config_id}-f{self.fold}"
+
+
+def trial_skeleton(grid: GridConfig, model_index: int = 0) -> dict[str, Any]:
+    """The searchable part of a trial as a dict: the paths `search:` may address."""
+    return {
+        "seed": grid.seed,
+        "model": grid.models[model_index].model_dump(mode="json"),
+        "data": grid.data.model_dump(mode="json"),
+        "train": grid.train.model_dump(mode="json"),
+    }
+
+
+# ------------------------------------------------------------------------ loading
+
+
+def load_grid(path: str | Path, overrides: list[tuple[str, str]] = ()) -> GridConfig:
+    """Read, override and validate a grid.yaml; every problem is an InputError naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"grid file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise InputError(f"not valid YAML: {err}", source=str(path)) from None
+    if not isinstance(raw, dict):
+        raise InputError("top level must be a mapping of keys (name, data, models, ...)", source=str(path))
+    for key, value in overrides:
+        _apply_override(raw, key, value, source=str(path))
+    return parse_grid(raw, source=str(path))
+
+
+def parse_grid(raw: dict[str, Any], source: str = "grid.yaml") -> GridConfig:
+    try:
+        return GridConfig.model_validate(raw)
+    except ValidationError as err:
+        raise InputError(format_validation_error(err, GridConfig), source=source) from None
+
+
+def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
+    """One line per problem: `field.path: what is wrong (how to fix)`."""
+    lines = []
+    for item in err.errors():
+        loc = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            valid = _valid_keys(root, item["loc"][:-1])
+            close = difflib.get_close_matches(str(item["loc"][-1]), valid, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            lines.append(f"{loc}: unknown key{hint} (valid keys: {', '.join(valid)})")
+        elif item["type"] == "missing":
+            lines.append(f"{loc}: required key is missing")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            lines.append(f"{loc}: {message} (got {item.get('input')!r})" if "input" in item and not isinstance(item.get("input"), dict) else f"{loc}: {message}")
+    return "\n  ".join(["invalid config:"] + lines)
+
+
+def _valid_keys(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model at `loc` (walks nested models, skips list indexes / dict keys)."""
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part)) if hasattr(model, "model_fields") else None
+        model = _model_of(field.annotation) if field else model
+    return sorted(model.model_fields) if hasattr(model, "model_fields") else []
+
+
+def _model_of(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _apply_override(raw: dict[str, Any], key: str, value: str, source: str) -> None:
+    """Set `a.b.c=value` in the raw dict; `search.<dotted.path>` keeps its dots; list items by index."""
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise InputError(f"--set {key}: value is not valid YAML: {err}", source=source) from None
+    parts = key.split(".")
+    if parts[0] == "search" and len(parts) > 1:
+        parts = ["search", ".".join(parts[1:])]
+    node: Any = raw
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = _list_item(node, part, key, source)
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise InputError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a mapping", source=source)
+    if isinstance(node, list):
+        index = int(parts[-1]) if parts[-1].isdigit() else None
+        _list_item(node, parts[-1], key, source)
+        node[index] = parsed
+    else:
+        node[parts[-1]] = parsed
+
+
+def _list_item(node: list[Any], part: str, key: str, source: str) -> Any:
+    if not part.isdigit() or int(part) >= len(node):
+        raise InputError(f"--set {key}: {part!r} is not an index of a list with {len(node)} items", source=source)
+    return node[int(part)]
+
+
+def _lookup(tree: dict[str, Any], path: str, where: str) -> Any:
+    node: Any = tree
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            valid = sorted(node) if isinstance(node, dict) else []
+            raise ValueError(f"{where}: no such setting {part!r} (valid here: {', '.join(valid)})")
+        node = node[part]
+    return node
+
+
+def _known(value: str, registry: dict[str, Any], what: str) -> str:
+    if value not in registry:
+        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(registry))}")
+    return value

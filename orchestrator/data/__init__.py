@@ -1,0 +1,1 @@
+"""Data: source adapters -> one table, fold assignment, image reading, transforms."""

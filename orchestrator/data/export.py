@@ -1,0 +1,74 @@
+"""Write image arrays in the sketch_csv competition layout (train.csv, train/, test.csv, test/).
+
+The embedded demo (scikit-learn digits) and the quickdraw10 fixtures go through
+this, so they exercise the same loader as real competition data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from sklearn.model_selection import train_test_split
+
+
+def export_sketch_csv(
+    images: np.ndarray,
+    targets: np.ndarray,
+    classes: list[str],
+    root: Path,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    suffix: str = ".JPEG",
+) -> None:
+    """Write uint8 (N, H, W) grey images as `root/{train,test}/<class>/<i><suffix>` plus CSVs.
+
+    Held-out test labels go to `test_labels.csv` (not read by the loader) so that
+    tests and the demo can score a submission. Written to a temp dir and renamed, so
+    an interrupted export never leaves a half dataset behind.
+    """
+    root = Path(root)
+    index = np.arange(len(images))
+    train_idx, test_idx = train_test_split(index, test_size=test_fraction, stratify=targets, random_state=seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    rows = {"train": [], "test": []}
+    for split, idx in (("train", np.sort(train_idx)), ("test", np.sort(test_idx))):
+        for i in idx:
+            rel = f"{classes[targets[i]]}/{i:05d}{suffix}"
+            path = tmp / split / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(images[i]).save(path, quality=95)
+            rows[split].append({"class_name": classes[targets[i]], "image_path": rel, "target": int(targets[i])})
+    pd.DataFrame(rows["train"]).to_csv(tmp / "train.csv", index=False)
+    test = pd.DataFrame(rows["test"])
+    test[["image_path"]].to_csv(tmp / "test.csv", index=False)
+    test.to_csv(tmp / "test_labels.csv", index=False)
+    if root.exists():
+        shutil.rmtree(root)
+    tmp.rename(root)
+
+
+def digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """scikit-learn's bundled 8x8 digits as dark-on-white `size`px images (1,797 of them)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    grey = 255 - (digits.images * (255 / 16)).astype(np.uint8)
+    images = np.stack([np.asarray(Image.fromarray(g).resize((size, size), Image.BICUBIC)) for g in grey])
+    return images, digits.target.astype(int), [f"digit_{d}" for d in range(10)]
+
+
+def quickdraw_images(folder: Path, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """quickdraw10 `<class>.npy` bitmaps as dark-on-white images (the README's loading recipe)."""
+    files = sorted(Path(folder).glob("*.npy"))
+    if not files:
+        raise FileNotFoundError(f"no <class>.npy files in {folder}")
+    arrays = [np.load(f)[:per_class] for f in files]
+    images = 255 - np.concatenate(arrays)
+    targets = np.concatenate([np.full(len(a), k) for k, a in enumerate(arrays)])
+    return images, targets, [f.stem for f in files]

@@ -1,0 +1,166 @@
+"""Source adapters: each turns a data root into one `DataTables` (the only shape the rest sees).
+
+train: row_id, image_path (absolute), rel_path, target, group
+test:  row_id, image_path (absolute), rel_path
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
+from orchestrator.errors import InputError
+
+
+@dataclass
+class DataTables:
+    train: pd.DataFrame
+    test: pd.DataFrame | None
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class Source:
+    load: Callable[["DataConfig"], DataTables]  # noqa: F821 - config imports us lazily
+    # (test table, predicted class index per row, class names) -> submission frame
+    submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
+    materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
+
+
+# ---------------------------------------------------------------- sketch_csv
+
+
+def _read_csv(path: Path, required: set[str]) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
+        raise InputError(f"cannot read CSV: {err}", source=str(path)) from None
+    missing = required - set(frame.columns)
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}", source=str(path))
+    if frame.empty:
+        raise InputError("has no rows", source=str(path))
+    return frame
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise InputError(f"{what}: directory not found: {path} (check data.root in the grid file)")
+
+
+def _classes_from(frame: pd.DataFrame, csv: Path) -> list[str]:
+    """Sorted class names; checks that target == index of class_name among them, row by row."""
+    targets = pd.to_numeric(frame["target"], errors="coerce")
+    bad = frame.index[targets.isna() | (targets < 0) | (targets % 1 != 0)]
+    if len(bad):
+        raise InputError(f"line {bad[0] + 2}: target {frame['target'][bad[0]]!r} is not a class index (0, 1, ...)", source=str(csv))
+    frame["target"] = targets.astype(int)
+    if "class_name" not in frame.columns:
+        classes = [str(t) for t in range(int(frame["target"].max()) + 1)]
+    else:
+        classes = sorted(frame["class_name"].astype(str).unique())
+        expected = frame["class_name"].astype(str).map({name: k for k, name in enumerate(classes)})
+        wrong = frame.index[expected != frame["target"]]
+        if len(wrong):
+            row = wrong[0]
+            raise InputError(
+                f"line {row + 2}: target {frame['target'][row]} does not match class_name {frame['class_name'][row]!r} "
+                f"(target must be the index of class_name among the sorted class names, here {expected[row]})",
+                source=str(csv),
+            )
+    if len(classes) < 2:
+        raise InputError(f"class list has {len(classes)} class(es) {classes}; a classifier needs at least 2", source=str(csv))
+    return classes
+
+
+def _image_rows(frame: pd.DataFrame, base: Path, csv: Path) -> pd.DataFrame:
+    rel = frame["image_path"].astype(str).tolist()
+    paths = [safe_join(base, r, f"{csv} line {i + 2}") for i, r in enumerate(rel)]
+    check_images(paths, lambda i: f"{csv} line {i + 2}")
+    return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": rel})
+
+
+def load_sketch_csv(cfg) -> DataTables:
+    """`root/train.csv` (class_name,image_path,target[,group]) + `root/train/`; optional test.csv + test/."""
+    root = Path(cfg.root)
+    _require_dir(root, "data.root")
+    csv = root / "train.csv"
+    if not csv.is_file():
+        raise InputError(f"data.root: {csv} not found (the sketch_csv layout needs train.csv and train/)")
+    frame = _read_csv(csv, {"image_path", "target"})
+    classes = _classes_from(frame, csv)
+    train = _image_rows(frame, root / "train", csv)
+    train["target"] = frame["target"].to_numpy()
+    train["group"] = frame["group"].astype(str).to_numpy() if "group" in frame.columns else None
+    test = None
+    if (root / "test.csv").is_file():
+        test_csv = root / "test.csv"
+        test = _image_rows(_read_csv(test_csv, {"image_path"}), root / "test", test_csv)
+    return DataTables(train, test, classes)
+
+
+def sketch_submission(test: pd.DataFrame, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"ID": test["row_id"].to_numpy(), "image_path": test["rel_path"].to_numpy(), "target": predicted})
+
+
+# -------------------------------------------------------------- image_folder
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def load_image_folder(cfg) -> DataTables:
+    """`root/<class>/<image>`; optional `test_root/<image>` for the test set."""
+    root = Path(cfg.root)
+    _require_dir(root, "data.root")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise InputError(f"data.root: found {len(classes)} class folder(s) in {root}; image_folder needs root/<class>/<image> with at least 2 classes")
+    rows = [(str(p), str(p.relative_to(root)), k) for k, name in enumerate(classes) for p in _images_under(root / name)]
+    if not rows:
+        raise InputError(f"data.root: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    paths, rel, targets = map(list, zip(*rows))
+    check_images(paths, lambda i: "image")
+    train = pd.DataFrame({"row_id": np.arange(len(rows)), "image_path": paths, "rel_path": rel, "target": targets, "group": None})
+    test = None
+    if cfg.test_root is not None:
+        _require_dir(Path(cfg.test_root), "data.test_root")
+        files = _images_under(Path(cfg.test_root))
+        check_images([str(p) for p in files], lambda i: "test image")
+        test = pd.DataFrame({"row_id": np.arange(len(files)), "image_path": [str(p) for p in files],
+                             "rel_path": [str(p.relative_to(cfg.test_root)) for p in files]})
+    return DataTables(train, test, classes)
+
+
+def folder_submission(test: pd.DataFrame, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"image_path": test["rel_path"].to_numpy(), "target": predicted,
+                         "class_name": [classes[k] for k in predicted]})
+
+
+# ---------------------------------------------------------------------- demo
+
+
+def load_demo(cfg) -> DataTables:
+    """scikit-learn's bundled digits, written once to `data.root` in the sketch_csv layout."""
+    from orchestrator.data.export import digits_images, export_sketch_csv
+
+    root = Path(cfg.root)
+    if not (root / "train.csv").is_file():
+        images, targets, classes = digits_images()
+        export_sketch_csv(images, targets, classes, root)
+    return load_sketch_csv(cfg)
+
+
+SOURCES: dict[str, Source] = {
+    "sketch_csv": Source(load_sketch_csv, sketch_submission),
+    "image_folder": Source(load_image_folder, folder_submission),
+    "demo": Source(load_demo, sketch_submission, materializes=True),
+}

@@ -1,0 +1,100 @@
+"""albumentations pipelines: presets by name, or a YAML list of transforms with args.
+
+Every pipeline is geometry (to `image_size`) -> train-only augmentation ->
+normalize -> tensor; evaluation uses the same geometry without augmentation, so
+train and eval see images framed the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Sequence
+
+import cv2
+
+WHITE = 255  # sketches are dark strokes on white paper: pad and fill with white
+
+
+def _resize(size: int) -> list[Any]:
+    import albumentations as A
+
+    return [A.Resize(size, size)]
+
+
+def _pad_square_white(size: int) -> list[Any]:
+    import albumentations as A
+
+    return [A.LongestMaxSize(max_size=size), A.PadIfNeeded(size, size, border_mode=cv2.BORDER_CONSTANT, fill=WHITE)]
+
+
+def _plain_train(size: int) -> list[Any]:
+    import albumentations as A
+
+    return [A.HorizontalFlip(p=0.5)]
+
+
+def _sketch_light_train(size: int) -> list[Any]:
+    import albumentations as A
+
+    return [
+        A.Affine(rotate=(-10, 10), scale=(0.9, 1.1), border_mode=cv2.BORDER_CONSTANT, fill=WHITE, p=0.7),
+        A.HorizontalFlip(p=0.5),
+    ]
+
+
+# preset name -> (geometry factory, train-only augmentation factory)
+PRESETS: dict[str, tuple[Callable[[int], list[Any]], Callable[[int], list[Any]]]] = {
+    "none": (_resize, lambda size: []),
+    "plain": (_resize, _plain_train),
+    "sketch_light": (_pad_square_white, _sketch_light_train),
+}
+
+
+def _transform_from_spec(spec: Any) -> Any:
+    """Build one albumentations transform from a TransformSpec (or its dict); ValueError names it."""
+    import albumentations as A
+
+    args = dict(spec.model_extra or {}) if hasattr(spec, "model_extra") else {k: v for k, v in spec.items() if k != "name"}
+    name = spec.name if hasattr(spec, "name") else spec["name"]
+    cls = getattr(A, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, A.BasicTransform)):
+        import difflib
+
+        names = [n for n in dir(A) if inspect.isclass(getattr(A, n)) and issubclass(getattr(A, n), A.BasicTransform)]
+        close = difflib.get_close_matches(name, names, n=3)
+        raise ValueError(f"unknown albumentations transform {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        raise ValueError(f"{name}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(accepted))}")
+    try:
+        return cls(**args)
+    except Exception as err:  # albumentations validates args with pydantic
+        raise ValueError(f"{name}: bad arguments: {str(err).splitlines()[0]} {str(err).splitlines()[1:3]}") from None
+
+
+def check_augment(augment: str | Sequence[Any]) -> None:
+    """Raise ValueError naming the preset / transform / argument that is wrong."""
+    if isinstance(augment, str):
+        if augment not in PRESETS:
+            raise ValueError(f"unknown augment preset {augment!r}; valid: {', '.join(sorted(PRESETS))}, or a list of transforms")
+        return
+    for index, spec in enumerate(augment):
+        try:
+            _transform_from_spec(spec)
+        except ValueError as err:
+            raise ValueError(f"item {index}: {err}") from None
+
+
+def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequence[float], std: Sequence[float]):
+    """Return (train, eval) albumentations Compose objects producing CHW float tensors."""
+    import albumentations as A
+    from albumentations.pytorch import ToTensorV2
+
+    if isinstance(augment, str):
+        geometry, train_aug = PRESETS[augment]
+        extra = train_aug(image_size)
+    else:
+        geometry, extra = _resize, [_transform_from_spec(spec) for spec in augment]
+    tail = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
+    return A.Compose(geometry(image_size) + extra + tail), A.Compose(geometry(image_size) + tail)

@@ -1,0 +1,100 @@
+"""`python -m orchestrator.run grid.yaml`: run the grid (folds x models x search axes).
+
+Exit codes: 0 every trial ended (FINISHED or KILLED by the scheduler); 1 a trial
+FAILED or anything unexpected; 2 bad input (config, data), with the field named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import yaml
+
+from orchestrator.cli import EXIT_ERROR, EXIT_OK, main_guard, parse_override
+from orchestrator.config import GridConfig, TrialTables, load_grid
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="grid.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a grid key, e.g. --set train.epochs=3 (repeatable)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trial plan and touch nothing")
+    parser.add_argument("--address", default=None, help="Ray cluster address ('auto' joins `ray up`); default: local Ray")
+    parser.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this console")
+    return parser.parse_args(argv)
+
+
+def dry_run(grid: GridConfig) -> int:
+    from orchestrator.data.prepare import grid_storage
+    from orchestrator.data.sources import SOURCES
+    from orchestrator.search.plan import format_plan, plan_trials
+
+    source = SOURCES[grid.data.source]
+    note = "data not read: the demo source writes its data on first real run"
+    num_classes = 2
+    if not source.materializes:
+        tables = source.load(grid.data)  # read-only: checks every row and image
+        num_classes, note = len(tables.classes), f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, " \
+                                                 f"{0 if tables.test is None else len(tables.test)} test rows"
+    tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes)
+    plan = plan_trials(grid, tables, str(grid_storage(grid)))
+    configs = len({p.config.config_id for p in plan})
+    print(format_plan(plan))
+    print(f"\n{len(plan)} trials = {configs} configs x {len(grid.data.folds.folds_to_train())} folds; {note}")
+    return EXIT_OK
+
+
+def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
+    from orchestrator.data.prepare import grid_storage, prepare_data
+    from orchestrator.report import Progress, summary_rows, summary_table
+    from orchestrator.search.plan import plan_trials
+    from orchestrator.search.runner import init_ray, predict_remote, run_tuner
+    from orchestrator.tracking.callback import TrackingCallback
+    from orchestrator.tracking.mlflow_store import Tracker, environment_tags, ui_command
+
+    print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
+    prepared = prepare_data(grid)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    storage = grid_storage(grid) / "runs" / stamp
+    plan = plan_trials(grid, prepared.trial_tables, str(storage))
+    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
+    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(len(plan)), **environment_tags()})
+    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
+    for name in ("folds.parquet", "classes.json", "test.parquet"):
+        if (prepared.data_dir / name).exists():
+            tracker.log_file(parent_id, prepared.data_dir / name, "data")
+    print(f"{len(plan)} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
+
+    init_ray(address, verbose)
+    progress = Progress(len(plan), grid.scheduler.metric, grid.train.epochs)
+    callback = TrackingCallback(tracker, parent_id, plan, predict_remote(grid.resources), progress)
+    status = "KILLED"
+    try:
+        run_tuner(grid, plan, str(storage), callback)
+        status = "FINISHED"
+    finally:
+        header, rows = summary_rows(callback.records.values(), grid.scheduler.metric)
+        tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), "summary.csv")
+        tracker.end_run(parent_id, status)
+    print("\n" + summary_table(callback.records.values(), grid.scheduler.metric))
+    failed = [r for r in callback.records.values() if r.status == "FAILED"]
+    print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
+    print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
+    if failed:
+        print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold error.txt", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    grid = load_grid(args.grid, [parse_override(s) for s in args.set])
+    return dry_run(grid) if args.dry_run else run(grid, args.address, args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main_guard(main))

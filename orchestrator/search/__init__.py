@@ -1,0 +1,1 @@
+"""Search: the trial plan, Tune schedulers, the trainable, and the Tuner wiring."""

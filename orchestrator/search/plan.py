@@ -1,0 +1,114 @@
+"""The trial plan: folds x models x search axes, expanded on the driver.
+
+Random axes are drawn here from the grid seed (not by Tune), so the plan is known
+before anything runs (`--dry-run` shows exactly it), a rerun draws the same values,
+and every trial has a stable identity: config_id = hash of its resolved config.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, trial_skeleton
+
+# settings that do not change what a trial learns: left out of its identity
+_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"))
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    config: TrialConfig
+    searched: dict[str, Any]  # the search-axis values of this trial, by dotted path
+
+    @property
+    def key(self) -> str:
+        return self.config.trial_key
+
+
+def config_id(skeleton: dict[str, Any]) -> str:
+    """Stable 10-hex-digit hash of a trial's resolved, fold-independent config."""
+    ident = copy.deepcopy(skeleton)
+    for path in _NOT_IDENTITY:
+        node = ident
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _set(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        tree = tree[part]
+    tree[last] = value
+
+
+def _draw(axis: SearchAxis, rng: np.random.Generator) -> Any:
+    kind = axis.kind
+    if kind == "choice":
+        return axis.choice[int(rng.integers(len(axis.choice)))]
+    if kind == "uniform":
+        return float(rng.uniform(*axis.uniform))
+    if kind == "loguniform":
+        low, high = axis.loguniform
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    return int(rng.integers(*axis.randint))
+
+
+def expand_values(grid: GridConfig) -> list[dict[str, Any]]:
+    """Every combination of search values: grid axes crossed, random axes drawn num_samples times."""
+    grid_axes = {path: axis.grid for path, axis in grid.search.items() if axis.kind == "grid"}
+    random_axes = {path: axis for path, axis in grid.search.items() if axis.kind != "grid"}
+    rng = np.random.default_rng(grid.seed)
+    samples = [{p: _draw(a, rng) for p, a in random_axes.items()} for _ in range(grid.num_samples if random_axes else 1)]
+    crossed = [dict(zip(grid_axes, combo)) for combo in itertools.product(*grid_axes.values())]
+    return [{**combo, **sample} for combo in crossed for sample in samples]
+
+
+def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[PlannedTrial]:
+    """One PlannedTrial per (config, fold), folds of one config adjacent; duplicates dropped."""
+    planned, seen = [], set()
+    for model_index in range(len(grid.models)):
+        for values in expand_values(grid):
+            skeleton = trial_skeleton(grid, model_index)
+            for path, value in values.items():
+                _set(skeleton, path, value)
+            cid = config_id(skeleton)
+            if cid in seen:
+                continue
+            seen.add(cid)
+            for fold in grid.data.folds.folds_to_train():
+                config = TrialConfig.model_validate({
+                    **skeleton, "name": grid.name, "fold": fold, "config_id": cid,
+                    "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
+                    "tables": tables.model_dump(), "storage": storage,
+                })
+                planned.append(PlannedTrial(config, values))
+    return planned
+
+
+def format_plan(plan: list[PlannedTrial]) -> str:
+    """The `--dry-run` table: one row per trial."""
+    axes = sorted({path for p in plan for path in p.searched})
+    header = ["#", "config_id", "fold", "model"] + axes
+    rows = [[str(i), p.config.config_id, str(p.config.fold), p.config.model.name] + [_short(p.searched.get(a)) for a in axes]
+            for i, p in enumerate(plan)]
+    return render_table(header, rows)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

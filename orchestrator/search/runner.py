@@ -1,0 +1,78 @@
+"""Wires one grid run: Ray, the Tune Tuner over the plan, the tracking callback."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from orchestrator.config import GridConfig, ResourcesConfig
+from orchestrator.search.plan import PlannedTrial
+from orchestrator.search.schedulers import create_scheduler
+from orchestrator.search.trainable import TRAINABLE_RESOURCES, run_trial
+
+# Ray Train polls workers this often; each report waits for the previous poll, so
+# the default 2 s would dominate short epochs. Users can still set their own.
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+
+
+def init_ray(address: str | None, verbose: bool) -> None:
+    import ray
+
+    env = {k: os.environ.get(k, v) for k, v in RAY_ENV.items()}
+    os.environ.update(env)  # the Train controller runs inside the trainable, started from here
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
+             include_dashboard=None, configure_logging=True, logging_level="WARNING")
+
+
+def concurrent_trials(res: ResourcesConfig) -> int:
+    """How many trials fit the cluster at once (each trial holds workers_per_trial workers)."""
+    import ray
+
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 0) / (res.cpus_per_worker * res.workers_per_trial)]
+    if res.gpus_per_worker:
+        fits.append(total.get("GPU", 0) / (res.gpus_per_worker * res.workers_per_trial))
+    capacity = max(1, math.floor(min(fits) + 1e-9))
+    return min(capacity, res.max_concurrent_trials) if res.max_concurrent_trials else capacity
+
+
+def predict_remote(res: ResourcesConfig):
+    """A Ray task (one worker's resources) that turns a best checkpoint into OOF + test frames."""
+    import ray
+
+    @ray.remote(num_cpus=res.cpus_per_worker, num_gpus=res.gpus_per_worker, max_retries=1)
+    def predict(trial_config: dict[str, Any], checkpoint_path: str):
+        import ray.train
+
+        from orchestrator.config import TrialConfig
+        from orchestrator.train.predict import predict_trial
+
+        with ray.train.Checkpoint(checkpoint_path).as_directory() as folder:
+            return predict_trial(TrialConfig.model_validate(trial_config), folder)
+
+    return predict.remote
+
+
+def run_tuner(grid: GridConfig, plan: list[PlannedTrial], storage: str, callback: Any) -> Any:
+    """Run every planned trial under Tune; returns Tune's ResultGrid."""
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_resources(run_trial, TRAINABLE_RESOURCES),
+        param_space={"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])},
+        tune_config=tune.TuneConfig(
+            metric=grid.scheduler.metric, mode=grid.scheduler.mode,
+            scheduler=create_scheduler(grid.scheduler, grid.train.epochs),
+            max_concurrent_trials=concurrent_trials(grid.resources),
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(name="tune", storage_path=storage, callbacks=[callback], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    return tuner.fit()
+
+
+def _trial_name(trial: Any) -> str:
+    cfg = trial.config["trial"]
+    return f"{cfg['config_id']}-f{cfg['fold']}"

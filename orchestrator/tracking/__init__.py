@@ -1,0 +1,1 @@
+"""Tracking: MLflow naming and logging, the driver-side Tune callback, plots."""

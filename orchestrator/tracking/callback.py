@@ -1,0 +1,155 @@
+"""Driver-side Tune callback: trial events -> MLflow child runs, predictions, progress.
+
+A trial's life in MLflow: created RUNNING at start with its tags, params and
+config; one metric batch per epoch; at the end (completed, or stopped by ASHA) a
+Ray task predicts OOF + test rows from the best checkpoint, the driver logs them
+with the checkpoint, and the run ends FINISHED (all epochs) or KILLED (stopped
+early); a trial that raised ends FAILED with its error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ray.tune import Callback
+
+from orchestrator.search.plan import PlannedTrial
+from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
+
+CHECKPOINT_PATH = "checkpoint_path"  # the key TuneReportCallback adds to each result
+
+
+@dataclass
+class TrialRecord:
+    """What the driver knows about one trial; becomes a row of the summary table."""
+
+    planned: PlannedTrial
+    run_id: str | None = None
+    status: str = "PENDING"  # PENDING RUNNING FINISHED KILLED FAILED
+    epochs: int = 0
+    best: float | None = None
+    best_checkpoint: str | None = None
+    error: str | None = None
+    pending_prediction: Any = None
+    predictions: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class TrackingCallback(Callback):
+    def __init__(self, tracker: Tracker, parent_id: str, plan: list[PlannedTrial], predict_remote: Any, progress: Any):
+        self.tracker, self.parent_id, self.predict_remote, self.progress = tracker, parent_id, predict_remote, progress
+        self.records = {p.key: TrialRecord(p) for p in plan}
+
+    # ------------------------------------------------------------ tune hooks
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        record = self._record(trial)
+        cfg = record.planned.config
+        record.status = "RUNNING"
+        record.run_id = self.tracker.start_run(
+            cfg.trial_key, "trial", parent_id=self.parent_id,
+            tags={"config_id": cfg.config_id, "fold": str(cfg.fold), "model": cfg.model.name,
+                  "trial_key": cfg.trial_key, "status": "RUNNING", **environment_tags()},
+        )
+        self.tracker.log_params(record.run_id, flatten(cfg.model_dump(mode="json", exclude={"tables", "storage"})))
+        self.tracker.log_text(record.run_id, json.dumps(cfg.model_dump(mode="json"), indent=2), "trial_config.json")
+        self.progress.trial_started(record)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        record = self._record(trial)
+        metrics = {k: result[k] for k in METRIC_KEYS if k in result}
+        record.epochs = int(result.get("epoch", record.epochs + 1))
+        record.history.append(metrics)
+        self.tracker.log_metrics(record.run_id, metrics, step=record.epochs)
+        cfg = record.planned.config
+        score = result.get(cfg.scheduler.metric)
+        if score is not None and (record.best is None or (score > record.best if cfg.scheduler.mode == "max" else score < record.best)):
+            record.best, record.best_checkpoint = score, result.get(CHECKPOINT_PATH)
+        self.progress.trial_result(record, metrics)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        record = self._record(trial)
+        # Tune marks a scheduler STOP as `done` too, so count epochs instead
+        record.status = "FINISHED" if record.epochs >= record.planned.config.train.epochs else "KILLED"
+        if record.best_checkpoint is None:
+            self._end(record)
+            return
+        record.pending_prediction = self.predict_remote(record.planned.config.model_dump(mode="json"), record.best_checkpoint)
+        self.progress.trial_ended(record)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        record = self._record(trial)
+        record.status = "FAILED"
+        record.error = _error_text(trial)
+        if record.run_id is None:  # failed before it started: still one run per trial
+            self.on_trial_start(iteration, trials, trial)
+            record.status = "FAILED"
+        self.tracker.log_text(record.run_id, record.error, "error.txt")
+        self._end(record)
+
+    def on_step_end(self, iteration, trials, **info):
+        self.collect_predictions(wait=False)
+        self.progress.tick(self.records.values())
+
+    def on_experiment_end(self, trials, **info):
+        self.collect_predictions(wait=True)
+
+    # -------------------------------------------------------------- helpers
+
+    def collect_predictions(self, wait: bool) -> None:
+        """Log every finished prediction task; with wait=True, all of them."""
+        import ray
+
+        pending = {r.pending_prediction: r for r in self.records.values() if r.pending_prediction is not None}
+        if not pending:
+            return
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=None if wait else 0)
+        for ref in ready:
+            record = pending[ref]
+            record.pending_prediction = None
+            try:
+                self._log_predictions(record, ray.get(ref))
+            except Exception as err:  # noqa: BLE001 - the run must still end, with the reason
+                record.status, record.error = "FAILED", f"prediction from best checkpoint failed: {err}"
+                self.tracker.log_text(record.run_id, record.error, "error.txt")
+            self._end(record)
+
+    def _log_predictions(self, record: TrialRecord, frames: dict[str, Any]) -> None:
+        from orchestrator.tracking.plots import confusion_figure
+
+        self.tracker.log_frames(record.run_id, frames)
+        oof = frames["oof"]
+        self.tracker.log_figure(record.run_id, confusion_figure(oof), "confusion_matrix.png")
+        self.tracker.log_file(record.run_id, _local_model_file(record.best_checkpoint), "checkpoint")
+        record.predictions = True
+
+    def _end(self, record: TrialRecord) -> None:
+        tags = {"status": record.status, "epochs": str(record.epochs), "predictions": str(record.predictions).lower()}
+        if record.best is not None:
+            self.tracker.log_metrics(record.run_id, {f"best_{record.planned.config.scheduler.metric}": record.best}, step=record.epochs)
+        self.tracker.end_run(record.run_id, record.status, tags)
+        self.progress.trial_closed(record)
+
+    def _record(self, trial: Any) -> TrialRecord:
+        cfg = trial.config["trial"]
+        return self.records[f"{cfg['config_id']}-f{cfg['fold']}"]
+
+
+def _error_text(trial: Any) -> str:
+    text = trial.get_error() if hasattr(trial, "get_error") else None
+    return str(text or getattr(trial, "error_msg", None) or "trial failed (no error text recorded)")
+
+
+def _local_model_file(checkpoint_path: str) -> str:
+    """The checkpoint's model.pt on this machine (downloaded when storage is remote)."""
+    import tempfile
+
+    import ray.train
+
+    from orchestrator.train.checkpoint import MODEL_FILE
+
+    checkpoint = ray.train.Checkpoint(checkpoint_path)
+    local = checkpoint.to_directory(tempfile.mkdtemp()) if "://" in checkpoint_path else checkpoint_path
+    return f"{local}/{MODEL_FILE}"

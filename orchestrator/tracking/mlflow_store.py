@@ -1,0 +1,154 @@
+"""MLflow layout: experiment = grid name, a parent run per invocation, a child run per trial.
+
+Only the driver talks to MLflow (through `Tracker`): one writer keeps the default
+sqlite store free of lock contention, and trials on remote nodes need no route to
+the tracking server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+ROLE = "orchestrator.role"  # tag: grid | trial | ensemble
+PARENT = "mlflow.parentRunId"  # MLflow's own tag: nests children under the parent in the UI
+METRIC_KEYS = ("train_loss", "val_loss", "val_acc", "val_f1", "lr", "epoch_time_s", "images_per_s")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"train": {"optimizer": {"lr": 0.1}}} -> {"train.optimizer.lr": "0.1"}."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return flat
+
+
+def default_artifact_root(uri: str) -> str | None:
+    """Beside a local sqlite db, as an absolute path: Ray moves workers' working dirs."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return (db.parent.resolve() / "mlartifacts").as_uri()
+    return None  # a tracking server decides (proxied artifacts)
+
+
+def ui_command(uri: str) -> str:
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} (the MLflow server)"
+    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+
+
+class Tracker:
+    """Thin wrapper over MlflowClient for this project's run layout."""
+
+    def __init__(self, uri: str, experiment: str, artifact_root: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is None:
+            location = artifact_root or default_artifact_root(uri)
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+        else:
+            self.experiment_id = found.experiment_id
+
+    # ------------------------------------------------------------------ runs
+
+    def start_run(self, name: str, role: str, tags: dict[str, str] | None = None, parent_id: str | None = None) -> str:
+        all_tags = {ROLE: role, **(tags or {})}
+        if parent_id:
+            all_tags[PARENT] = parent_id
+        return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+
+    def end_run(self, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
+        for key, value in (tags or {}).items():
+            self.client.set_tag(run_id, key, value)
+        self.client.set_terminated(run_id, status=status)
+
+    def log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+            self.client.log_batch(run_id, params=items[start:start + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    # ------------------------------------------------------------- artifacts
+
+    def log_file(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), folder)
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_frames(self, run_id: str, frames: dict[str, pd.DataFrame]) -> None:
+        """Each frame as `<name>.parquet` at the run's artifact root."""
+        with tempfile.TemporaryDirectory() as folder:
+            for name, frame in frames.items():
+                path = Path(folder) / f"{name}.parquet"
+                frame.to_parquet(path, index=False)
+                self.log_file(run_id, path)
+
+    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
+        self.client.log_figure(run_id, figure, name)
+
+    def load_frame(self, run_id: str, name: str) -> pd.DataFrame:
+        from mlflow.artifacts import download_artifacts
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = download_artifacts(run_id=run_id, artifact_path=name, dst_path=folder, tracking_uri=self.uri)
+            return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+
+    def load_text(self, run_id: str, name: str) -> str:
+        from mlflow.artifacts import download_artifacts
+
+        with tempfile.TemporaryDirectory() as folder:
+            return Path(download_artifacts(run_id=run_id, artifact_path=name, dst_path=folder, tracking_uri=self.uri)).read_text()
+
+    # --------------------------------------------------------------- queries
+
+    def runs(self, role: str, extra_filter: str = "") -> list[Any]:
+        """All runs of this experiment with the given role, newest first."""
+        query = f"tags.`{ROLE}` = '{role}'" + (f" and {extra_filter}" if extra_filter else "")
+        return list(self._search(query))
+
+    def _search(self, query: str) -> Iterable[Any]:
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000,
+                                           order_by=["attributes.start_time DESC"], page_token=token)
+            yield from page
+            token = page.token
+            if not token:
+                return
+
+
+def environment_tags() -> dict[str, str]:
+    """Where and with what a run was made; cheap, and saves guessing later."""
+    import platform
+
+    import torch
+
+    return {"host": platform.node(), "torch": torch.__version__,
+            "device": "cuda" if torch.cuda.is_available() else "cpu", "pid": str(os.getpid())}

@@ -1,0 +1,1 @@
+"""Per-worker training: model factory, optimizers, losses, the one training loop."""

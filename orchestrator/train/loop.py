@@ -1,0 +1,180 @@
+"""The one training loop: what every Ray Train worker of a trial runs.
+
+Per epoch: train on the fold's training rows, evaluate on its validation rows,
+report the metrics with a checkpoint (rank 0 writes it). A trial restarted by Ray
+Train continues from its latest checkpoint, so a crash loses at most one epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from orchestrator.config import TrialConfig
+from orchestrator.data.dataset import ImageDataset
+from orchestrator.data.transforms import build_transforms
+from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint
+from orchestrator.train.losses import create_loss
+from orchestrator.train.models import create_model, normalization
+from orchestrator.train.optim import create_lr_scheduler, create_optimizer
+from orchestrator.train.predict import predict_logits
+
+
+@dataclass
+class Progress:
+    """What a checkpoint must carry besides weights to continue a trial."""
+
+    next_epoch: int = 0
+    best_score: float | None = None
+    best_epoch: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def loader_workers(trial: TrialConfig) -> int:
+    if trial.data.loader_workers is not None:
+        return trial.data.loader_workers
+    return max(0, int(trial.resources.cpus_per_worker) - 1)
+
+
+def make_loaders(trial: TrialConfig, model: torch.nn.Module):
+    """(train loader, val dataset) for the trial's fold; train batches shard across workers."""
+    import ray.train.torch
+
+    rows = pd.read_parquet(trial.tables.folds_path)
+    train_rows, val_rows = rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold]
+    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model))
+    train_set = ImageDataset(train_rows["image_path"].tolist(), train_rows["target"].tolist(), train_tf)
+    workers = loader_workers(trial)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=trial.train.batch_size, shuffle=True, num_workers=workers,
+        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
+        drop_last=len(train_set) > trial.train.batch_size,  # a last batch of 1 breaks BatchNorm
+    )
+    val_set = ImageDataset(val_rows["image_path"].tolist(), val_rows["target"].tolist(), eval_tf)
+    return ray.train.torch.prepare_data_loader(loader, move_to_device=False), val_set
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device, epoch: int) -> tuple[float, int]:
+    """Mean training loss and the number of images seen by this worker."""
+    model.train()
+    if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)  # reshuffle DDP shards every epoch
+    total_loss, seen, updates = 0.0, 0, epoch * len(loader)
+    for images, targets in loader:
+        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+        loss = loss_fn(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        updates += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates=updates)
+        total_loss += loss.item() * len(targets)
+        seen += len(targets)
+    return total_loss / max(seen, 1), seen
+
+
+def evaluate(model, val_set: ImageDataset, batch_size: int, device) -> dict[str, float]:
+    """Loss, accuracy and macro F1 over the whole validation fold (each DDP rank takes a stride)."""
+    from sklearn.metrics import f1_score
+
+    import ray.train
+
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    shard = torch.utils.data.Subset(val_set, range(rank, len(val_set), world))
+    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size * 2)
+    logits = predict_logits(model, loader, device)
+    if world > 1:
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, logits)
+        order = np.concatenate([np.arange(r, len(val_set), world) for r in range(world)])
+        logits = torch.cat(gathered)[np.argsort(order)]
+    targets = torch.as_tensor(val_set.targets)
+    predicted = logits.argmax(1)
+    return {
+        "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
+        "val_acc": (predicted == targets).float().mean().item(),
+        "val_f1": float(f1_score(targets.numpy(), predicted.numpy(), average="macro")),
+    }
+
+
+def is_better(score: float, best: float | None, mode: str) -> bool:
+    return best is None or (score > best if mode == "max" else score < best)
+
+
+def report(metrics: dict[str, Any], model, optimizer, scheduler, progress: Progress) -> None:
+    """Report one epoch to Ray Train (-> Tune -> ASHA, MLflow); rank 0 attaches the checkpoint."""
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
+             "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch}
+    with tempfile.TemporaryDirectory() as folder:
+        save_checkpoint(folder, model, state)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+def restore(model, optimizer, scheduler) -> Progress:
+    """Continue from Ray Train's latest checkpoint of this trial, if there is one."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return Progress()
+    with checkpoint.as_directory() as folder:
+        load_weights(folder, model)
+        state = load_state(folder)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"]:
+        scheduler.load_state_dict(state["scheduler"])
+    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"])
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train per-worker entry point; `config` is a TrialConfig as a dict."""
+    import ray.train.torch
+
+    trial = TrialConfig.model_validate(config)
+    torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
+    seed_everything(trial.seed * 1000 + trial.fold)
+    device = ray.train.torch.get_device()
+    model = create_model(trial.model.name, trial.tables.num_classes, trial.model.pretrained, trial.model.drop_rate)
+    loader, val_set = make_loaders(trial, model)
+    optimizer = create_optimizer(model, trial.train.optimizer)
+    scheduler = create_lr_scheduler(optimizer, trial.train.scheduler, trial.train.epochs, len(loader))
+    progress = restore(model, optimizer, scheduler)
+    model = ray.train.torch.prepare_model(model)  # to device; DDP when there are several workers
+    loss_fn = create_loss(trial.train.loss)
+    metric, mode = trial.scheduler.metric, trial.scheduler.mode
+    for epoch in range(progress.next_epoch, trial.train.epochs):
+        start = time.perf_counter()
+        train_loss, seen = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device, epoch)
+        train_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
+        if scheduler is not None:
+            scheduler.step(epoch + 1)
+        metrics = evaluate(model, val_set, trial.train.batch_size, device)
+        if is_better(metrics[metric], progress.best_score, mode):
+            progress.best_score, progress.best_epoch = metrics[metric], epoch + 1
+        progress.next_epoch = epoch + 1
+        metrics.update(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
+                       epoch_time_s=time.perf_counter() - start,
+                       images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9))
+        report(metrics, model, optimizer, scheduler, progress)
