@@ -51,6 +51,7 @@ class Tracker:
     """Thin wrapper over MlflowClient for this project's run layout."""
 
     def __init__(self, uri: str, experiment: str, artifact_root: str | None = None):
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
         from mlflow.tracking import MlflowClient
 
         self.uri = uri

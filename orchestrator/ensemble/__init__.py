@@ -1,0 +1,1 @@
+"""Ensemble: members from MLflow, weights fitted on OOF predictions, the submission."""

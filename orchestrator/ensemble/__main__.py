@@ -1,0 +1,124 @@
+"""`python -m orchestrator.ensemble grid.yaml`: best runs -> OOF-fitted weights -> submission.
+
+Reads the grid's finished trials from MLflow, averages each config's fold models
+on the test set, fits member weights on the out-of-fold predictions, prints the
+ensemble's OOF score beside each member's, writes the submission and logs an
+ensemble run (members, weights, scores, correlation heatmap, submission).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from orchestrator.cli import EXIT_OK, main_guard, parse_override
+from orchestrator.config import load_grid
+from orchestrator.errors import InputError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="the grid.yaml that was run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a grid key")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from orchestrator.data.sources import SOURCES
+    from orchestrator.ensemble.members import load_members
+    from orchestrator.ensemble.weights import SCORERS, blend, fit_weights, rank_transform
+    from orchestrator.search.plan import render_table
+    from orchestrator.tracking.mlflow_store import Tracker, ui_command
+    from orchestrator.tracking.plots import correlation_figure
+
+    args = parse_args(argv)
+    grid = load_grid(args.grid, [parse_override(s) for s in args.set])
+    metric, cfg = grid.scheduler.metric, grid.ensemble
+    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
+    members, skipped = load_members(tracker, grid.data.folds.folds_to_train())
+    for line in skipped:
+        print(f"skipped {line}")
+    if not members:
+        raise InputError(f"no finished trials with predictions for every fold in MLflow experiment {grid.name!r} "
+                         f"({grid.tracking.uri}); run `python -m orchestrator.run {args.grid}` first")
+
+    score = SCORERS[metric]
+    rows = _common_rows(members)
+    y = members[0].oof.set_index("row_id").loc[rows, "target"].to_numpy()
+    oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
+    scores = [score(p, y) for p in oofs]
+    order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
+    chosen, inputs = [members[i] for i in order], [oofs[i] for i in order]
+    if cfg.method == "rank":
+        inputs = [rank_transform(p) for p in inputs]
+    weights = fit_weights(cfg.method, inputs, y, score, cfg.iterations)
+    ensemble_score = score(blend(inputs, weights), y)
+
+    table = [[m.config_id, m.model, f"{scores[i]:.4f}", f"{w:.3f}"] for i, m, w in zip(order, chosen, weights)]
+    print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
+    print(f"\nensemble ({cfg.method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {ensemble_score:.4f} "
+          f"(best member {scores[order[0]]:.4f}, {len(rows)} OOF rows)")
+
+    run_id = tracker.start_run("ensemble", "ensemble", tags={"method": cfg.method})
+    tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": cfg.method,
+                                "weights": json.dumps([round(float(w), 4) for w in weights]), "top_k": str(cfg.top_k)})
+    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": ensemble_score, f"best_member_oof_{metric}": scores[order[0]]}, step=0)
+    tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, weights)}, indent=2), "weights.json")
+    if len(chosen) > 1:
+        flat = np.stack([p.ravel() for p in inputs])
+        tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
+
+    status = "FINISHED"
+    if any(m.test is None for m in chosen):
+        print("no test predictions (the data source has no test set): no submission written")
+    else:
+        tests = [m.test_probs for m in chosen]
+        if cfg.method == "rank":
+            tests = [rank_transform(p) for p in tests]
+        predicted = blend(tests, weights).argmax(1)
+        classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, "data/classes.json"))
+        test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
+        submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
+        output = Path(cfg.output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        submission.to_csv(output, index=False)
+        with tempfile.TemporaryDirectory() as folder:
+            submission.to_csv(Path(folder) / output.name, index=False)
+            tracker.log_file(run_id, Path(folder) / output.name)
+        print(f"submission: {output} ({len(submission)} rows)")
+        holdout = _holdout_accuracy(Path(grid.data.root), test_table, predicted)
+        if holdout is not None:
+            tracker.log_metrics(run_id, {"holdout_accuracy": holdout}, step=0)
+            print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
+    tracker.end_run(run_id, status)
+    print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri)}")
+    return EXIT_OK
+
+
+def _holdout_accuracy(root: Path, test_table, predicted: np.ndarray) -> float | None:
+    """Accuracy against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
+    import pandas as pd
+
+    labels_file = root / "test_labels.csv"
+    if not labels_file.is_file():
+        return None
+    labels = pd.read_csv(labels_file).set_index("image_path")["target"]
+    truth = labels.reindex(test_table["rel_path"]).to_numpy()
+    return float((truth == predicted).mean())
+
+
+def _common_rows(members) -> np.ndarray:
+    rows = set(members[0].oof["row_id"])
+    for member in members[1:]:
+        rows &= set(member.oof["row_id"])
+    return np.array(sorted(rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main_guard(main))

@@ -1,0 +1,77 @@
+"""Member weights fitted on out-of-fold probabilities.
+
+Scores compare as (metric, -log loss): accuracy and F1 move in coarse steps, so
+log loss breaks their ties and keeps greedy selection from stalling on plateaus.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Score = Callable[[np.ndarray, np.ndarray], float]
+
+
+def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
+    return float((probs.argmax(1) == y).mean())
+
+
+def macro_f1(probs: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, probs.argmax(1), average="macro"))
+
+
+def neg_log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return -log_loss(probs, y)
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+# the grid's scheduler.metric -> how an ensemble is scored (higher is better)
+SCORERS: dict[str, Score] = {"val_acc": accuracy, "val_f1": macro_f1, "val_loss": neg_log_loss}
+
+
+def _key(probs: np.ndarray, y: np.ndarray, score: Score) -> tuple[float, float]:
+    return score(probs, y), -log_loss(probs, y)
+
+
+def blend(members: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    return np.tensordot(weights / weights.sum(), np.stack(members), axes=1)
+
+
+def hill_climb(members: list[np.ndarray], y: np.ndarray, score: Score, iterations: int = 50) -> np.ndarray:
+    """Greedy forward selection with replacement (Caruana et al. 2004).
+
+    Starts from the best single member and adds a member only while that strictly
+    improves (score, -log loss): the result is never worse than the best member.
+    """
+    keys = [_key(m, y, score) for m in members]
+    counts = np.zeros(len(members))
+    counts[max(range(len(keys)), key=keys.__getitem__)] = 1
+    current = blend(members, counts)
+    best = _key(current, y, score)
+    for _ in range(iterations):
+        total = counts.sum()
+        trials = [(_key((current * total + m) / (total + 1), y, score), i) for i, m in enumerate(members)]
+        key, index = max(trials)
+        if key <= best:
+            break
+        counts[index] += 1
+        current, best = blend(members, counts), key
+    return counts / counts.sum()
+
+
+def rank_transform(probs: np.ndarray) -> np.ndarray:
+    """Per class, each row's rank among all rows, scaled to [0, 1]."""
+    ranks = probs.argsort(0).argsort(0).astype(np.float64)
+    return ranks / max(len(probs) - 1, 1)
+
+
+def fit_weights(method: str, members: list[np.ndarray], y: np.ndarray, score: Score, iterations: int) -> np.ndarray:
+    if method == "hill_climb":
+        return hill_climb(members, y, score, iterations)
+    return np.full(len(members), 1 / len(members))  # mean, rank: equal weights (rank transforms inputs)

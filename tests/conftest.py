@@ -1,0 +1,73 @@
+"""Shared fixtures: small real datasets written in the competition layout, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` as a user would; output is echoed for the test log."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    print(f"$ python -m {module} {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}\n{result.stderr[-5000:]}")
+    return result
+
+
+def write_grid(folder: Path, grid: dict, name: str = "grid.yaml") -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def quickdraw_root(tmp_path_factory) -> Path:
+    """quickdraw10, 150 doodles per class, as sketch_csv JPEGs with a held-out test split."""
+    from orchestrator.data.export import export_sketch_csv, quickdraw_images
+
+    if not QUICKDRAW.is_dir():
+        pytest.skip(f"quickdraw10 not found at {QUICKDRAW}")
+    root = tmp_path_factory.mktemp("quickdraw") / "sketch"
+    images, targets, classes = quickdraw_images(QUICKDRAW, per_class=150)
+    export_sketch_csv(images, targets, classes, root, test_fraction=0.2, seed=0)
+    return root
+
+
+@pytest.fixture
+def tiny_sketch(tmp_path) -> Path:
+    """3 classes x 6 images of mixed size and mode, sketch_csv layout; tests edit it to break it."""
+    root = tmp_path / "tiny"
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, name in enumerate(["ant", "bee", "cat"]):
+        for i in range(6):
+            rel = f"{name}/{i}.jpg"
+            (root / "train" / name).mkdir(parents=True, exist_ok=True)
+            size = (20 + 7 * i, 30 + 3 * k)
+            mode = ["L", "RGB", "RGBA"][i % 3]
+            array = rng.integers(0, 255, (size[1], size[0], {"L": 1, "RGB": 3, "RGBA": 4}[mode]), dtype=np.uint8)
+            Image.fromarray(array.squeeze(), mode).save(root / "train" / rel.replace(".jpg", ".png"))
+            rows.append(f"{name},{rel.replace('.jpg', '.png')},{k}")
+    (root / "train.csv").write_text("class_name,image_path,target\n" + "\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def minimal_grid(tiny_sketch) -> dict:
+    return {
+        "name": "tiny",
+        "data": {"source": "sketch_csv", "root": str(tiny_sketch), "image_size": 16, "folds": {"kind": "stratified", "n_splits": 3}},
+        "models": [{"name": "test_resnet"}],
+        "train": {"epochs": 1, "batch_size": 4},
+    }

@@ -1,0 +1,108 @@
+"""Config parsing: overrides, and errors that name the field and how to fix it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.config import load_grid, parse_grid
+from orchestrator.errors import InputError
+from tests.conftest import REPO, write_grid
+
+
+def error_of(raw: dict) -> str:
+    with pytest.raises(InputError) as info:
+        parse_grid(raw, source="grid.yaml")
+    return str(info.value)
+
+
+def test_defaults_fill_in(minimal_grid):
+    grid = parse_grid(minimal_grid)
+    assert grid.train.optimizer.name == "adamw" and grid.scheduler.kind == "asha"
+    assert grid.data.folds.folds_to_train() == [0, 1, 2]
+
+
+def test_unknown_key_names_field_and_suggests(minimal_grid):
+    minimal_grid["train"]["epoch"] = 3
+    message = error_of(minimal_grid)
+    assert "grid.yaml" in message and "train.epoch: unknown key" in message and "did you mean epochs" in message
+
+
+def test_wrong_type_names_field(minimal_grid):
+    minimal_grid["train"]["batch_size"] = "large"
+    assert "train.batch_size" in error_of(minimal_grid)
+
+
+def test_unknown_model_lists_close_matches(minimal_grid):
+    minimal_grid["models"] = [{"name": "resnet181"}]
+    message = error_of(minimal_grid)
+    assert "models.0.name" in message and "unknown timm model 'resnet181'" in message and "resnet18" in message
+
+
+def test_unknown_registry_names_list_valid_ones(minimal_grid):
+    minimal_grid["train"]["optimizer"] = {"name": "adamm"}
+    message = error_of(minimal_grid)
+    assert "train.optimizer.name" in message and "adamw" in message and "sgd" in message
+
+
+def test_search_path_must_exist(minimal_grid):
+    minimal_grid["search"] = {"train.optimiser.lr": {"grid": [0.1]}}
+    assert "search.train.optimiser.lr" in error_of(minimal_grid)
+
+
+def test_search_axis_needs_exactly_one_kind(minimal_grid):
+    minimal_grid["search"] = {"train.optimizer.lr": {"grid": [0.1], "uniform": [0.1, 0.2]}}
+    assert "exactly one" in error_of(minimal_grid)
+
+
+def test_fold_use_must_exist(minimal_grid):
+    minimal_grid["data"]["folds"]["use"] = [0, 5]
+    assert "fold 5 does not exist" in error_of(minimal_grid)
+
+
+def test_metric_mode_mismatch(minimal_grid):
+    minimal_grid["scheduler"] = {"metric": "val_loss", "mode": "max"}
+    assert "set mode: min" in error_of(minimal_grid)
+
+
+def test_bad_augment_transform_and_argument(minimal_grid):
+    minimal_grid["train"]["augment"] = [{"name": "HorizontalFlp"}]
+    assert "did you mean HorizontalFlip" in error_of(minimal_grid)
+    minimal_grid["train"]["augment"] = [{"name": "HorizontalFlip", "prob": 0.5}]
+    assert "unknown argument(s) prob" in error_of(minimal_grid)
+
+
+def test_overrides_apply_dotted_paths(tmp_path, minimal_grid):
+    path = write_grid(tmp_path, minimal_grid)
+    grid = load_grid(path, [("train.epochs", "7"), ("models.0.name", "test_vit"),
+                            ("search.train.optimizer.lr", "{grid: [0.1, 0.01]}")])
+    assert grid.train.epochs == 7 and grid.models[0].name == "test_vit"
+    assert grid.search["train.optimizer.lr"].grid == [0.1, 0.01]
+
+
+def test_override_into_a_value_is_an_error(tmp_path, minimal_grid):
+    path = write_grid(tmp_path, minimal_grid)
+    with pytest.raises(InputError, match="train.epochs is a value"):
+        load_grid(path, [("train.epochs.x", "1")])
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_grid(bad)
+    with pytest.raises(InputError, match="grid file not found"):
+        load_grid(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_experiment_validates(path: Path):
+    grid = load_grid(path)
+    assert grid.name and grid.models
+
+
+def test_resolved_config_round_trips(minimal_grid):
+    grid = parse_grid(minimal_grid)
+    assert parse_grid(yaml.safe_load(yaml.safe_dump(grid.model_dump(mode="json")))) == grid
