@@ -71,3 +71,28 @@ def minimal_grid(tiny_sketch) -> dict:
         "models": [{"name": "test_resnet"}],
         "train": {"epochs": 1, "batch_size": 4},
     }
+
+
+# ---- figures that integration tests measure, printed at the end of the run ----
+_FIGURES: list[str] = []
+
+
+@pytest.fixture
+def report_figure():
+    """Call with a line of measured figures; it is printed in pytest's terminal summary."""
+    return _FIGURES.append
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("measured figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
+def mlflow_runs(uri: str, experiment: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id], max_results=1000) if found else []

@@ -21,7 +21,7 @@ def run_trial(config: dict[str, Any]) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from orchestrator.config import TrialConfig
-    from orchestrator.train.loop import train_worker
+    from orchestrator.train.loop import CHECKPOINT_RANK, train_worker
 
     trial = TrialConfig.model_validate(config["trial"])
     res = trial.resources
@@ -36,8 +36,8 @@ def run_trial(config: dict[str, Any]) -> None:
             storage_path=f"{trial.storage}/trials",
             callbacks=[TuneReportCallback()],
             # keeps the best checkpoint (for predictions) and the latest (to resume)
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=trial.scheduler.metric,
-                                                         checkpoint_score_order=trial.scheduler.mode),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_RANK,
+                                                         checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
     )

@@ -16,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.search.plan import PlannedTrial
+from orchestrator.train.loop import CHECKPOINT_RANK
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
 
 CHECKPOINT_PATH = "checkpoint_path"  # the key TuneReportCallback adds to each result
@@ -63,10 +64,8 @@ class TrackingCallback(Callback):
         record.epochs = int(result.get("epoch", record.epochs + 1))
         record.history.append(metrics)
         self.tracker.log_metrics(record.run_id, metrics, step=record.epochs)
-        cfg = record.planned.config
-        score = result.get(cfg.scheduler.metric)
-        if score is not None and (record.best is None or (score > record.best if cfg.scheduler.mode == "max" else score < record.best)):
-            record.best, record.best_checkpoint = score, result.get(CHECKPOINT_PATH)
+        if result.get(CHECKPOINT_RANK, -1) >= 0:  # the worker's verdict: a new best epoch
+            record.best, record.best_checkpoint = result[record.planned.config.scheduler.metric], result.get(CHECKPOINT_PATH)
         self.progress.trial_result(record, metrics)
 
     def on_trial_complete(self, iteration, trials, trial, **info):

@@ -28,6 +28,12 @@ from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import predict_logits
 
 
+# Which checkpoint is "best" is decided here, once: Ray keeps the checkpoint with the
+# highest rank (the latest new best) plus the latest, and the driver predicts from
+# the same one. Letting Ray and the driver each rank by the metric disagreed on ties.
+CHECKPOINT_RANK = "checkpoint_rank"
+
+
 @dataclass
 class Progress:
     """What a checkpoint must carry besides weights to continue a trial."""
@@ -171,10 +177,12 @@ def train_worker(config: dict[str, Any]) -> None:
         if scheduler is not None:
             scheduler.step(epoch + 1)
         metrics = evaluate(model, val_set, trial.train.batch_size, device)
-        if is_better(metrics[metric], progress.best_score, mode):
+        improved = is_better(metrics[metric], progress.best_score, mode)
+        if improved:
             progress.best_score, progress.best_epoch = metrics[metric], epoch + 1
         progress.next_epoch = epoch + 1
         metrics.update(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
+                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0},
                        epoch_time_s=time.perf_counter() - start,
                        images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9))
         report(metrics, model, optimizer, scheduler, progress)

@@ -1,0 +1,77 @@
+"""Bad input through the real command: exit code 2 and a message naming the field, file or row."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import run_cli, write_grid
+
+
+def check(tmp_path, grid: dict, *expected: str) -> None:
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for text in expected:
+        assert text in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # failed before touching anything
+
+
+@pytest.mark.integration
+def test_unknown_key(tmp_path, minimal_grid):
+    minimal_grid["data"]["image_sise"] = 32
+    check(tmp_path, minimal_grid, "grid.yaml", "data.image_sise: unknown key", "did you mean image_size")
+
+
+@pytest.mark.integration
+def test_wrong_type(tmp_path, minimal_grid):
+    minimal_grid["train"]["epochs"] = "ten"
+    check(tmp_path, minimal_grid, "train.epochs")
+
+
+@pytest.mark.integration
+def test_unknown_model(tmp_path, minimal_grid):
+    minimal_grid["models"] = [{"name": "convnext_tiniest"}]
+    check(tmp_path, minimal_grid, "models.0.name", "unknown timm model 'convnext_tiniest'", "convnext_tiny")
+
+
+@pytest.mark.integration
+def test_missing_data_root(tmp_path, minimal_grid):
+    minimal_grid["data"]["root"] = str(tmp_path / "nowhere")
+    check(tmp_path, minimal_grid, "data.root: directory not found", "nowhere")
+
+
+@pytest.mark.integration
+def test_empty_class_list(tmp_path, minimal_grid, tiny_sketch):
+    (tiny_sketch / "train.csv").write_text("class_name,image_path,target\n")
+    check(tmp_path, minimal_grid, "train.csv", "has no rows")
+
+
+@pytest.mark.integration
+def test_missing_and_unreadable_images(tmp_path, minimal_grid, tiny_sketch):
+    (tiny_sketch / "train" / "ant" / "2.png").unlink()
+    (tiny_sketch / "train" / "cat" / "5.png").write_text("garbage")
+    check(tmp_path, minimal_grid, "2 of 18 images cannot be used", "train.csv line 4", "ant/2.png is missing",
+          "train.csv line 19", "cat/5.png is unreadable")
+
+
+@pytest.mark.integration
+def test_path_escaping_the_data_root(tmp_path, minimal_grid, tiny_sketch):
+    csv = tiny_sketch / "train.csv"
+    csv.write_text(csv.read_text().replace("ant/0.png", "../../../etc/passwd"))
+    check(tmp_path, minimal_grid, "train.csv line 2", "escapes the data root")
+
+
+@pytest.mark.integration
+def test_bad_override(tmp_path, minimal_grid):
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, minimal_grid)), "--set", "train.optimizer.lr=-1",
+                     cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "train.optimizer.lr" in result.stderr
+
+
+@pytest.mark.integration
+def test_dry_run_prints_plan_and_touches_nothing(tmp_path, minimal_grid):
+    minimal_grid["search"] = {"train.optimizer.lr": {"grid": [0.1, 0.01]}}
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, minimal_grid)), "--dry-run", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0
+    assert "6 trials = 2 configs x 3 folds" in result.stdout and "data ok: 18 train rows, 3 classes" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "tiny"]  # no mlflow.db, ray_results, ...
