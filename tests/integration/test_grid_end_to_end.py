@@ -151,3 +151,27 @@ def test_asha_stops_never_block_later_trials_with_mlflow_server(tmp_path, quickd
     assert all(c.info.end_time > last_stop for c in by_lr["0.001"])  # trials after the stops ran to a terminal status
     assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
     report_figure(f"ASHA on mlflow server: {sum(c.info.status == 'KILLED' for c in children)} of 6 trials stopped early, grid finished")
+
+
+@pytest.mark.integration
+def test_ddp_trial_with_two_workers(tmp_path, quickdraw_root):
+    """workers_per_trial=2: DDP over gloo; validation gathers every row of the fold exactly once."""
+    from mlflow.tracking import MlflowClient
+
+    grid = quickdraw_grid(quickdraw_root, "ddp", models=[{"name": "test_vit"}],
+                          resources={"cpus_per_worker": 1, "workers_per_trial": 2, "max_concurrent_trials": 1},
+                          scheduler={"kind": "fifo"})
+    grid["train"]["epochs"] = 2
+    grid["data"]["folds"]["use"] = [1]
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    (child,) = [r for r in mlflow_runs(uri, "ddp") if r.data.tags["orchestrator.role"] == "trial"]
+    assert child.info.status == "FINISHED"
+    folds = pd.read_parquet(next((tmp_path / "ray_results" / "ddp" / "data").glob("folds.parquet")))
+    from mlflow.artifacts import download_artifacts
+
+    oof = pd.read_parquet(download_artifacts(run_id=child.info.run_id, artifact_path="oof.parquet", tracking_uri=uri,
+                                             dst_path=str(tmp_path / "dl")))
+    assert sorted(oof["row_id"]) == sorted(folds.loc[folds["fold"] == 1, "row_id"])
+    assert len(MlflowClient(uri).get_metric_history(child.info.run_id, "val_acc")) == 2
