@@ -9,6 +9,7 @@ from Tune as a plain dict and validate it back into `TrialConfig`.
 from __future__ import annotations
 
 import difflib
+import importlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,19 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import InputError
+
+
+def _in_registry(module: str, registry: str, what: str):
+    """A field validator: the value must be a key of `module.registry` (imported lazily:
+    the registries import this module); the error lists the valid names."""
+
+    def check(cls, value: str) -> str:
+        names = getattr(importlib.import_module(module), registry)
+        if value not in names:
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(names))}")
+        return value
+
+    return check
 
 
 class Strict(BaseModel):
@@ -54,12 +68,7 @@ class DataConfig(Strict):
     test_root: Path | None = None  # image_folder only: a flat folder of test images
     loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
 
-    @field_validator("source")
-    @classmethod
-    def _known_source(cls, value: str) -> str:
-        from orchestrator.data.sources import SOURCES
-
-        return _known(value, SOURCES, "data source")
+    _check_source = field_validator("source")(_in_registry("orchestrator.data.sources", "SOURCES", "data source"))
 
 
 # -------------------------------------------------------------------------- model
@@ -87,12 +96,7 @@ class OptimizerConfig(Strict):
     weight_decay: float = Field(0.05, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
 
-    @field_validator("name")
-    @classmethod
-    def _known_optimizer(cls, value: str) -> str:
-        from orchestrator.train.optim import OPTIMIZERS
-
-        return _known(value, OPTIMIZERS, "optimizer")
+    _check_name = field_validator("name")(_in_registry("orchestrator.train.optim", "OPTIMIZERS", "optimizer"))
 
 
 class LRSchedulerConfig(Strict):
@@ -101,24 +105,14 @@ class LRSchedulerConfig(Strict):
     warmup_lr: float = Field(1e-5, ge=0)
     min_lr: float = Field(1e-6, ge=0)
 
-    @field_validator("name")
-    @classmethod
-    def _known_scheduler(cls, value: str) -> str:
-        from orchestrator.train.optim import LR_SCHEDULERS
-
-        return _known(value, LR_SCHEDULERS, "lr scheduler")
+    _check_name = field_validator("name")(_in_registry("orchestrator.train.optim", "LR_SCHEDULERS", "lr scheduler"))
 
 
 class LossConfig(Strict):
     name: str = "cross_entropy"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
 
-    @field_validator("name")
-    @classmethod
-    def _known_loss(cls, value: str) -> str:
-        from orchestrator.train.losses import LOSSES
-
-        return _known(value, LOSSES, "loss")
+    _check_name = field_validator("name")(_in_registry("orchestrator.train.losses", "LOSSES", "loss"))
 
 
 class TransformSpec(Strict):
@@ -382,7 +376,3 @@ def _lookup(tree: dict[str, Any], path: str, where: str) -> Any:
     return node
 
 
-def _known(value: str, registry: dict[str, Any], what: str) -> str:
-    if value not in registry:
-        raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(registry))}")
-    return value

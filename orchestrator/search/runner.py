@@ -14,6 +14,9 @@ from orchestrator.search.trainable import TRAINABLE_RESOURCES, run_trial
 # Ray Train polls workers this often; each report waits for the previous poll, so
 # the default 2 s would dominate short epochs. Users can still set their own.
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+# Logging a finished trial's artifacts to MLflow takes about a second in the driver
+# callback; Tune's default 0.5 s "slow callback" warning would fire for every trial.
+DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2"}
 
 
 def init_ray(address: str | None, verbose: bool) -> None:
@@ -21,6 +24,8 @@ def init_ray(address: str | None, verbose: bool) -> None:
 
     env = {k: os.environ.get(k, v) for k, v in RAY_ENV.items()}
     os.environ.update(env)  # the Train controller runs inside the trainable, started from here
+    for key, value in DRIVER_ENV.items():
+        os.environ.setdefault(key, value)
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
              include_dashboard=None, configure_logging=True, logging_level="WARNING")
 
