@@ -10,6 +10,7 @@ early); a trial that raised ends FAILED with its error.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,8 +138,12 @@ class TrackingCallback(Callback):
 
 
 def _error_text(trial: Any) -> str:
-    text = trial.get_error() if hasattr(trial, "get_error") else None
-    return str(text or getattr(trial, "error_msg", None) or "trial failed (no error text recorded)")
+    """The trial's traceback: Tune writes it locally first (storage gets it only on the next sync)."""
+    path = getattr(trial, "error_file", None)
+    if path and os.path.isfile(path):
+        with open(path) as handle:
+            return handle.read()
+    return str(trial.get_error() or "trial failed (no error text recorded)")
 
 
 def _local_model_file(checkpoint_path: str) -> str:

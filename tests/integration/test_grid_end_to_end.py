@@ -175,3 +175,25 @@ def test_ddp_trial_with_two_workers(tmp_path, quickdraw_root):
                                              dst_path=str(tmp_path / "dl")))
     assert sorted(oof["row_id"]) == sorted(folds.loc[folds["fold"] == 1, "row_id"])
     assert len(MlflowClient(uri).get_metric_history(child.info.run_id, "val_acc")) == 2
+
+
+@pytest.mark.integration
+def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdraw_root):
+    """lr=1e10 drives the loss to NaN: that trial ends FAILED with the reason, the other config finishes, exit 1."""
+    grid = quickdraw_grid(quickdraw_root, "failing", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
+                          search={"train.optimizer.lr": {"grid": [1.0e10, 1.0e-3]}})
+    grid["train"].update(epochs=2, loss={"name": "cross_entropy"})
+    grid["data"]["folds"]["use"] = [0]
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
+    assert result.returncode == 1 and "1 trial(s) FAILED" in result.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    children = {r.data.params["train.optimizer.lr"]: r for r in mlflow_runs(uri, "failing")
+                if r.data.tags["orchestrator.role"] == "trial"}
+    assert children["10000000000.0"].info.status == "FAILED"
+    assert children["0.001"].info.status == "FINISHED"
+    from mlflow.tracking import MlflowClient
+
+    error = MlflowClient(uri).download_artifacts(children["10000000000.0"].info.run_id, "error.txt", str(tmp_path))
+    assert "train_loss is nan" in open(error).read()
+    parent = next(r for r in mlflow_runs(uri, "failing") if r.data.tags["orchestrator.role"] == "grid")
+    assert parent.info.status == "FINISHED"
