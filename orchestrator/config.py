@@ -100,17 +100,22 @@ class OptimizerConfig(Strict):
 
 
 class LRSchedulerConfig(Strict):
-    name: str = "cosine"
+    name: str = "cosine"  # cosine | step | plateau | one_cycle | constant
     warmup_epochs: int = Field(0, ge=0)
     warmup_lr: float = Field(1e-5, ge=0)
     min_lr: float = Field(1e-6, ge=0)
+    decay_epochs: float = Field(10, gt=0)  # step: decay every this many epochs
+    decay_rate: float = Field(0.1, gt=0, le=1)  # step, plateau: multiply the lr by this
+    patience_epochs: int = Field(2, ge=0)  # plateau: epochs without improvement before a decay
 
     _check_name = field_validator("name")(_in_registry("orchestrator.train.optim", "LR_SCHEDULERS", "lr scheduler"))
 
 
 class LossConfig(Strict):
-    name: str = "cross_entropy"
+    name: str = "cross_entropy"  # cross_entropy | focal | soft_target | f1
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weights: list[float] | Literal["balanced"] | None = None  # cross_entropy, focal
+    gamma: float = Field(2.0, ge=0)  # focal
 
     _check_name = field_validator("name")(_in_registry("orchestrator.train.losses", "LOSSES", "loss"))
 
@@ -122,9 +127,44 @@ class TransformSpec(Strict):
     name: str
 
 
+class EmaConfig(Strict):
+    decay: float = Field(0.999, gt=0, lt=1)
+    warmup: bool = True  # timm's decay warmup: early updates count more, so short runs are not stuck near the init
+    evaluate: bool = True  # validate, checkpoint and predict with the EMA weights
+
+
+class MixConfig(Strict):
+    """timm Mixup/CutMix; targets become soft, so the loss must accept them (all losses here do)."""
+
+    mixup_alpha: float = Field(0.2, ge=0)
+    cutmix_alpha: float = Field(0.0, ge=0)
+    prob: float = Field(1.0, ge=0, le=1)  # chance a batch is mixed at all
+    switch_prob: float = Field(0.5, ge=0, le=1)  # chance of CutMix instead of MixUp when both are on
+    off_epoch: int | None = Field(None, ge=0)  # from this epoch (0-based) on, no mixing
+
+    @model_validator(mode="after")
+    def _some_mixing(self) -> MixConfig:
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("set mixup_alpha or cutmix_alpha > 0 (or remove mix:)")
+        return self
+
+
+class EarlyStoppingConfig(Strict):
+    patience: int = Field(3, ge=1)  # epochs without improvement of scheduler.metric
+    min_delta: float = Field(0.0, ge=0)
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(64, ge=1)
+    accumulate_steps: int = Field(1, ge=1)  # optimizer step every N batches
+    clip_grad_norm: float | None = Field(None, gt=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else off
+    channels_last: bool = False
+    ema: EmaConfig | None = None
+    mix: MixConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+    freeze_backbone_epochs: int = Field(0, ge=0)  # train only the classifier head for the first N epochs
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)

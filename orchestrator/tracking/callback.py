@@ -17,7 +17,7 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.search.plan import PlannedTrial
-from orchestrator.train.loop import CHECKPOINT_RANK
+from orchestrator.train.loop import CHECKPOINT_RANK, TRIAL_DONE
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
 
 CHECKPOINT_PATH = "checkpoint_path"  # the key TuneReportCallback adds to each result
@@ -71,8 +71,8 @@ class TrackingCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
-        # Tune marks a scheduler STOP as `done` too, so count epochs instead
-        record.status = "FINISHED" if record.epochs >= record.planned.config.train.epochs else "KILLED"
+        # Tune marks a scheduler STOP as `done` too; the worker says whether it ended by itself
+        record.status = "FINISHED" if trial.last_result.get(TRIAL_DONE) == 1.0 else "KILLED"
         if record.best_checkpoint is None:
             self._end(record)
             return

@@ -21,17 +21,21 @@ import torch
 from orchestrator.config import TrialConfig
 from orchestrator.data.dataset import ImageDataset
 from orchestrator.data.transforms import build_transforms
-from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint
+from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
 from orchestrator.train.losses import create_loss
 from orchestrator.train.models import create_model, normalization
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import predict_logits
+from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch
 
 
 # Which checkpoint is "best" is decided here, once: Ray keeps the checkpoint with the
 # highest rank (the latest new best) plus the latest, and the driver predicts from
 # the same one. Letting Ray and the driver each rank by the metric disagreed on ties.
 CHECKPOINT_RANK = "checkpoint_rank"
+
+
+TRIAL_DONE = "trial_done"  # 1.0 on the last report of a trial that ended by itself (all epochs, or patience)
 
 
 @dataclass
@@ -41,6 +45,17 @@ class Progress:
     next_epoch: int = 0
     best_score: float | None = None
     best_epoch: int = 0
+    since_best: int = 0  # epochs since the last improvement (early stopping)
+
+    def update(self, score: float, epoch: int, mode: str, min_delta: float = 0.0) -> bool:
+        """Record epoch `epoch`'s score; True when it is a new best (by more than min_delta)."""
+        self.next_epoch = epoch + 1
+        margin = min_delta if mode == "max" else -min_delta
+        if self.best_score is None or is_better(score - margin, self.best_score, mode):
+            self.best_score, self.best_epoch, self.since_best = score, epoch + 1, 0
+            return True
+        self.since_best += 1
+        return False
 
 
 def seed_everything(seed: int) -> None:
@@ -56,7 +71,7 @@ def loader_workers(trial: TrialConfig) -> int:
 
 
 def make_loaders(trial: TrialConfig, model: torch.nn.Module):
-    """(train loader, val dataset) for the trial's fold; train batches shard across workers."""
+    """(train loader, val dataset, training rows per class) for the trial's fold; train batches shard across workers."""
     import ray.train.torch
 
     rows = pd.read_parquet(trial.tables.folds_path)
@@ -70,27 +85,8 @@ def make_loaders(trial: TrialConfig, model: torch.nn.Module):
         drop_last=len(train_set) > trial.train.batch_size,  # a last batch of 1 breaks BatchNorm
     )
     val_set = ImageDataset(val_rows["image_path"].tolist(), val_rows["target"].tolist(), eval_tf)
-    return ray.train.torch.prepare_data_loader(loader, move_to_device=False), val_set
-
-
-def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device, epoch: int) -> tuple[float, int]:
-    """Mean training loss and the number of images seen by this worker."""
-    model.train()
-    if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)  # reshuffle DDP shards every epoch
-    total_loss, seen, updates = 0.0, 0, epoch * len(loader)
-    for images, targets in loader:
-        images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        loss = loss_fn(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        updates += 1
-        if scheduler is not None:
-            scheduler.step_update(num_updates=updates)
-        total_loss += loss.item() * len(targets)
-        seen += len(targets)
-    return total_loss / max(seen, 1), seen
+    counts = np.bincount(train_rows["target"], minlength=trial.tables.num_classes)
+    return ray.train.torch.prepare_data_loader(loader, move_to_device=False), val_set, counts
 
 
 def evaluate(model, val_set: ImageDataset, batch_size: int, device) -> dict[str, float]:
@@ -122,21 +118,31 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
     return best is None or (score > best if mode == "max" else score < best)
 
 
-def report(metrics: dict[str, Any], model, optimizer, scheduler, progress: Progress) -> None:
+def eval_model(model, parts: StepParts):
+    """The weights that are validated, checkpointed as model.pt and predict: EMA when asked for."""
+    return parts.ema.module if parts.ema is not None and parts.evaluate_ema else model
+
+
+def report(metrics: dict[str, Any], model, parts: StepParts, progress: Progress) -> None:
     """Report one epoch to Ray Train (-> Tune -> ASHA, MLflow); rank 0 attaches the checkpoint."""
     import ray.train
 
     if ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else {},
-             "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch}
+    state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict() if parts.scheduler else {},
+             "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
+             "since_best": progress.since_best}
+    if parts.ema is not None:
+        state.update(raw_model=unwrap(model).state_dict(), ema=parts.ema.module.state_dict())
+    if parts.scaler is not None:
+        state["scaler"] = parts.scaler.state_dict()
     with tempfile.TemporaryDirectory() as folder:
-        save_checkpoint(folder, model, state)
+        save_checkpoint(folder, eval_model(model, parts), state)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
-def restore(model, optimizer, scheduler) -> Progress:
+def restore(model, parts: StepParts) -> Progress:
     """Continue from Ray Train's latest checkpoint of this trial, if there is one."""
     import ray.train
 
@@ -144,12 +150,24 @@ def restore(model, optimizer, scheduler) -> Progress:
     if checkpoint is None:
         return Progress()
     with checkpoint.as_directory() as folder:
-        load_weights(folder, model)
         state = load_state(folder)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"]:
-        scheduler.load_state_dict(state["scheduler"])
-    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"])
+        if "raw_model" in state:
+            unwrap(model).load_state_dict(state["raw_model"])
+            parts.ema.module.load_state_dict(state["ema"])
+        else:
+            load_weights(folder, model)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.scheduler is not None and state["scheduler"]:
+        parts.scheduler.load_state_dict(state["scheduler"])
+    if parts.scaler is not None and "scaler" in state:
+        parts.scaler.load_state_dict(state["scaler"])
+    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0))
+
+
+def should_stop(trial: TrialConfig, progress: Progress) -> bool:
+    """Early stopping inside the trial: no improvement for `patience` epochs."""
+    rule = trial.train.early_stopping
+    return rule is not None and progress.since_best >= rule.patience
 
 
 def train_worker(config: dict[str, Any]) -> None:
@@ -157,32 +175,36 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     trial = TrialConfig.model_validate(config)
+    cfg = trial.train
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
     seed_everything(trial.seed * 1000 + trial.fold)
     device = ray.train.torch.get_device()
     model = create_model(trial.model.name, trial.tables.num_classes, trial.model.pretrained, trial.model.drop_rate)
-    loader, val_set = make_loaders(trial, model)
-    optimizer = create_optimizer(model, trial.train.optimizer)
-    scheduler = create_lr_scheduler(optimizer, trial.train.scheduler, trial.train.epochs, len(loader))
-    progress = restore(model, optimizer, scheduler)
-    model = ray.train.torch.prepare_model(model)  # to device; DDP when there are several workers
-    loss_fn = create_loss(trial.train.loss)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader, val_set, class_counts = make_loaders(trial, model)
+    optimizer = create_optimizer(model, cfg.optimizer)
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
-    for epoch in range(progress.next_epoch, trial.train.epochs):
+    scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
+    model = ray.train.torch.prepare_model(model)  # to device; DDP when there are several workers
+    loss_fn = create_loss(cfg.loss, class_counts).to(device)
+    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
+    progress = restore(model, parts)
+    for epoch in range(progress.next_epoch, cfg.epochs):
         start = time.perf_counter()
-        train_loss, seen = train_one_epoch(model, loader, optimizer, scheduler, loss_fn, device, epoch)
+        train_loss, seen = train_one_epoch(model, loader, parts, epoch)
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
+        metrics = evaluate(eval_model(model, parts), val_set, cfg.batch_size, device)
         if scheduler is not None:
-            scheduler.step(epoch + 1)
-        metrics = evaluate(model, val_set, trial.train.batch_size, device)
-        improved = is_better(metrics[metric], progress.best_score, mode)
-        if improved:
-            progress.best_score, progress.best_epoch = metrics[metric], epoch + 1
-        progress.next_epoch = epoch + 1
+            scheduler.step(epoch + 1, metrics[metric])
+        improved = progress.update(metrics[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+        done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
         metrics.update(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
-                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0},
                        epoch_time_s=time.perf_counter() - start,
-                       images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9))
-        report(metrics, model, optimizer, scheduler, progress)
+                       images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9),
+                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0, TRIAL_DONE: float(done)})
+        report(metrics, model, parts, progress)
+        if done:
+            return

@@ -1,20 +1,105 @@
-"""Loss functions by name."""
+"""Loss functions by name.
+
+Every loss takes logits (B, C) and targets that are either class indices (B,) or
+soft distributions (B, C) — MixUp/CutMix produce the latter — so any loss works with
+mixing switched on or off.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from orchestrator.config import LossConfig
 
 
-def _cross_entropy(cfg: LossConfig) -> torch.nn.Module:
-    return torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+    """(B,) indices or (B, C) distributions -> (B, C) distributions, optionally smoothed."""
+    if targets.ndim == 1:
+        targets = F.one_hot(targets, num_classes).float()
+    return targets * (1 - smoothing) + smoothing / num_classes if smoothing else targets
 
 
-LOSSES: dict[str, Callable[[LossConfig], torch.nn.Module]] = {"cross_entropy": _cross_entropy}
+def class_weights(spec: list[float] | str | None, counts: Sequence[int]) -> torch.Tensor | None:
+    """Per-class loss weights: explicit, or "balanced" (n / (C * count_c)) from training-row counts."""
+    if spec is None:
+        return None
+    if spec == "balanced":
+        counts = np.maximum(np.asarray(counts, dtype=np.float64), 1)
+        return torch.tensor(counts.sum() / (len(counts) * counts), dtype=torch.float32)
+    if len(spec) != len(counts):
+        raise ValueError(f"train.loss.class_weights has {len(spec)} values for {len(counts)} classes")
+    return torch.tensor(spec, dtype=torch.float32)
 
 
-def create_loss(cfg: LossConfig) -> torch.nn.Module:
-    return LOSSES[cfg.name](cfg)
+class CrossEntropy(torch.nn.Module):
+    def __init__(self, smoothing: float, weight: torch.Tensor | None):
+        super().__init__()
+        self.smoothing = smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, weight=self.weight, label_smoothing=self.smoothing)
+
+
+class FocalLoss(torch.nn.Module):
+    """Lin et al. 2017: cross entropy scaled by (1 - p_true)^gamma, so easy examples count less."""
+
+    def __init__(self, gamma: float, smoothing: float, weight: torch.Tensor | None):
+        super().__init__()
+        self.gamma, self.smoothing = gamma, smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        target = soft_targets(targets, logits.shape[1], self.smoothing)
+        log_p = F.log_softmax(logits.float(), dim=1)
+        per_class = -target * (1 - log_p.exp()) ** self.gamma * log_p
+        if self.weight is not None:
+            per_class = per_class * self.weight
+        return per_class.sum(1).mean()
+
+
+class SoftTargetCrossEntropy(torch.nn.Module):
+    """timm's soft-target cross entropy; hard labels are one-hot (smoothed) first."""
+
+    def __init__(self, smoothing: float):
+        super().__init__()
+        from timm.loss import SoftTargetCrossEntropy as TimmSoftTarget
+
+        self.smoothing, self.loss = smoothing, TimmSoftTarget()
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(logits, soft_targets(targets, logits.shape[1], self.smoothing))
+
+
+class F1Loss(torch.nn.Module):
+    """1 - soft macro F1: optimises the Mask competition's metric directly (differentiable counts)."""
+
+    def __init__(self, smoothing: float, eps: float = 1e-7):
+        super().__init__()
+        self.smoothing, self.eps = smoothing, eps
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        target = soft_targets(targets, logits.shape[1], self.smoothing)
+        probs = logits.float().softmax(1)
+        tp = (probs * target).sum(0)
+        precision = tp / (probs.sum(0) + self.eps)
+        recall = tp / (target.sum(0) + self.eps)
+        f1 = 2 * precision * recall / (precision + recall + self.eps)
+        return 1 - f1.mean()
+
+
+# name -> factory(cfg, training-row count per class)
+LOSSES: dict[str, Callable[[LossConfig, Sequence[int]], torch.nn.Module]] = {
+    "cross_entropy": lambda cfg, counts: CrossEntropy(cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
+    "focal": lambda cfg, counts: FocalLoss(cfg.gamma, cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
+    "soft_target": lambda cfg, counts: SoftTargetCrossEntropy(cfg.label_smoothing),
+    "f1": lambda cfg, counts: F1Loss(cfg.label_smoothing),
+}
+
+
+def create_loss(cfg: LossConfig, class_counts: Sequence[int]) -> torch.nn.Module:
+    return LOSSES[cfg.name](cfg, class_counts)

@@ -19,24 +19,61 @@ def create_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.opti
     return create_optimizer_v2(model, opt=OPTIMIZERS[cfg.name], lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
-def _cosine(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int):
-    from timm.scheduler import create_scheduler_v2
+def _timm(sched: str, per_update: bool) -> Callable[..., Any]:
+    """A factory for one of timm's schedulers (create_scheduler_v2 does the work)."""
 
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched="cosine", num_epochs=epochs, warmup_epochs=cfg.warmup_epochs,
-        warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, step_on_epochs=False, updates_per_epoch=steps,
-    )
-    return scheduler
+    def factory(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int, mode: str):
+        from timm.scheduler import create_scheduler_v2
+
+        scheduler, _ = create_scheduler_v2(
+            optimizer, sched=sched, num_epochs=epochs, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+            min_lr=cfg.min_lr, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
+            patience_epochs=cfg.patience_epochs, plateau_mode=mode, step_on_epochs=not per_update, updates_per_epoch=steps,
+        )
+        return scheduler
+
+    return factory
 
 
-def _constant(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int):
+class OneCycle:
+    """torch's OneCycleLR behind timm's scheduler interface (step_update per batch, step per epoch)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int, mode: str):
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        self.schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=max(1, epochs * steps), pct_start=max(cfg.warmup_epochs, 0.3 * epochs) / epochs,
+            final_div_factor=max(max_lr) / max(cfg.min_lr, 1e-12) / 25,
+        )
+
+    def step_update(self, num_updates: int, metric: float | None = None) -> None:
+        if self.schedule.last_epoch < self.schedule.total_steps - 1:
+            self.schedule.step()
+
+    def step(self, epoch: int, metric: float | None = None) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.schedule.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule.load_state_dict(state)
+
+
+def _constant(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int, mode: str):
     return None
 
 
-# name -> factory(optimizer, cfg, epochs, updates_per_epoch) -> timm scheduler | None
-LR_SCHEDULERS: dict[str, Callable[..., Any]] = {"cosine": _cosine, "constant": _constant}
+# name -> factory(optimizer, cfg, epochs, updates_per_epoch, metric mode) -> scheduler | None
+LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
+    "cosine": _timm("cosine", per_update=True),
+    "step": _timm("step", per_update=False),
+    "plateau": _timm("plateau", per_update=False),  # steps on the validation metric
+    "one_cycle": OneCycle,
+    "constant": _constant,
+}
 
 
-def create_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps_per_epoch: int):
-    """A timm scheduler stepped with `step_update(num_updates)` per batch and `step(epoch)` per epoch."""
-    return LR_SCHEDULERS[cfg.name](optimizer, cfg, epochs, steps_per_epoch)
+def create_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps_per_epoch: int,
+                        mode: str = "max"):
+    """A scheduler stepped with `step_update(num_updates)` per optimizer step and `step(epoch, metric)` per epoch."""
+    return LR_SCHEDULERS[cfg.name](optimizer, cfg, epochs, steps_per_epoch, mode)

@@ -1,0 +1,127 @@
+"""One training epoch and the optional parts of an optimisation step.
+
+The loop stays one loop: gradient accumulation, AMP, gradient clipping, EMA of the
+weights, MixUp/CutMix and backbone freezing are fields of `StepParts`, each off
+unless the grid turns it on. timm provides EMA (ModelEmaV3) and Mixup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from orchestrator.config import TrainConfig
+from orchestrator.train.checkpoint import unwrap
+
+
+@dataclass
+class StepParts:
+    optimizer: torch.optim.Optimizer
+    scheduler: Any  # timm-style: step_update(num_updates), step(epoch, metric); or None
+    loss_fn: torch.nn.Module
+    device: torch.device
+    accumulate: int = 1
+    clip: float | None = None
+    amp_dtype: torch.dtype | None = None
+    scaler: Any = None  # torch.amp.GradScaler for fp16
+    ema: Any = None  # timm ModelEmaV3
+    mixup: Any = None  # timm Mixup
+    mix_off_epoch: int | None = None
+    channels_last: bool = False
+    freeze_epochs: int = 0
+    backbone: list[torch.nn.Parameter] = field(default_factory=list)  # parameters outside the classifier head
+    evaluate_ema: bool = False  # validate / checkpoint / predict with the EMA weights
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """auto: bf16 on a GPU that supports it, off elsewhere (CPU autocast is slower than fp32 here)."""
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    head = {id(p) for p in unwrap(model).get_classifier().parameters()}
+    return [p for p in unwrap(model).parameters() if id(p) not in head]
+
+
+def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int) -> StepParts:
+    """The step parts the grid asked for; `model` is already on its device."""
+    dtype = amp_dtype(cfg.amp, device)
+    parts = StepParts(optimizer, scheduler, loss_fn, device, accumulate=cfg.accumulate_steps, clip=cfg.clip_grad_norm,
+                      amp_dtype=dtype, channels_last=cfg.channels_last, freeze_epochs=cfg.freeze_backbone_epochs,
+                      evaluate_ema=cfg.ema is not None and cfg.ema.evaluate)
+    if dtype == torch.float16:
+        parts.scaler = torch.amp.GradScaler(device.type)
+    if cfg.ema is not None:
+        from timm.utils import ModelEmaV3
+
+        parts.ema = ModelEmaV3(unwrap(model), decay=cfg.ema.decay, use_warmup=cfg.ema.warmup)
+    if cfg.mix is not None:
+        from timm.data import Mixup
+
+        mix = cfg.mix
+        parts.mixup = Mixup(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
+                            switch_prob=mix.switch_prob, label_smoothing=0.0, num_classes=num_classes)
+        parts.mix_off_epoch = mix.off_epoch
+    if cfg.freeze_backbone_epochs:
+        parts.backbone = backbone_parameters(model)
+    return parts
+
+
+def updates_per_epoch(batches: int, accumulate: int) -> int:
+    return max(1, math.ceil(batches / accumulate))
+
+
+def optimizer_step(model: torch.nn.Module, parts: StepParts, epoch: int) -> None:
+    if epoch < parts.freeze_epochs:
+        for param in parts.backbone:  # no gradient -> the optimizer leaves it (and its weight decay) alone
+            param.grad = None
+    if parts.scaler is not None:
+        parts.scaler.unscale_(parts.optimizer)
+    if parts.clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), parts.clip)
+    if parts.scaler is not None:
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+    else:
+        parts.optimizer.step()
+    parts.optimizer.zero_grad(set_to_none=True)
+
+
+def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int) -> tuple[float, int]:
+    """Mean training loss over this worker's batches, and the number of images it saw."""
+    model.train()
+    if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)  # reshuffle DDP shards every epoch
+    if parts.mixup is not None:
+        parts.mixup.mixup_enabled = parts.mix_off_epoch is None or epoch < parts.mix_off_epoch
+    total, seen, batches = 0.0, 0, len(loader)
+    updates = epoch * updates_per_epoch(batches, parts.accumulate)
+    for index, (images, targets) in enumerate(loader):
+        images, targets = images.to(parts.device, non_blocking=True), targets.to(parts.device, non_blocking=True)
+        if parts.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if parts.mixup is not None and parts.mixup.mixup_enabled and len(images) % 2 == 0:
+            images, targets = parts.mixup(images, targets)
+        stepping = (index + 1) % parts.accumulate == 0 or index + 1 == batches
+        sync = contextlib.nullcontext() if stepping or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with torch.autocast(parts.device.type, dtype=parts.amp_dtype, enabled=parts.amp_dtype is not None):
+                loss = parts.loss_fn(model(images), targets)
+            scaled = loss / parts.accumulate
+            (parts.scaler.scale(scaled) if parts.scaler is not None else scaled).backward()
+        if stepping:
+            optimizer_step(model, parts, epoch)
+            updates += 1
+            if parts.scheduler is not None:
+                parts.scheduler.step_update(num_updates=updates)
+            if parts.ema is not None:
+                parts.ema.update(unwrap(model), step=updates)
+        total += loss.item() * len(images)
+        seen += len(images)
+    return total / max(seen, 1), seen

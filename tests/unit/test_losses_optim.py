@@ -1,0 +1,98 @@
+"""Losses, optimizers and LR schedules: each registry entry does what its name says."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from orchestrator.config import LossConfig, LRSchedulerConfig, OptimizerConfig
+from orchestrator.train.losses import LOSSES, create_loss
+from orchestrator.train.optim import LR_SCHEDULERS, OPTIMIZERS, create_lr_scheduler, create_optimizer
+
+COUNTS = [10, 10, 10, 10]
+
+
+def logits_targets(seed=0, n=64, classes=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, classes, generator=g) * 2, torch.randint(0, classes, (n,), generator=g)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_every_loss_takes_hard_and_soft_targets(name):
+    logits, targets = logits_targets()
+    loss = create_loss(LossConfig(name=name), COUNTS)
+    soft = torch.nn.functional.one_hot(targets, 4).float()
+    assert torch.allclose(loss(logits, targets), loss(logits, soft), atol=1e-5)
+    logits.requires_grad_(True)
+    loss(logits, targets).backward()
+    assert logits.grad.abs().sum() > 0
+
+
+def test_focal_is_cross_entropy_at_gamma_zero_and_downweights_easy_examples():
+    logits, targets = logits_targets()
+    ce = create_loss(LossConfig(name="cross_entropy"), COUNTS)(logits, targets)
+    assert torch.allclose(create_loss(LossConfig(name="focal", gamma=0), COUNTS)(logits, targets), ce, atol=1e-5)
+    assert create_loss(LossConfig(name="focal", gamma=2), COUNTS)(logits, targets) < ce
+
+
+def test_class_weights_change_the_loss():
+    logits, targets = logits_targets()
+    plain = create_loss(LossConfig(), COUNTS)(logits, targets)
+    weighted = create_loss(LossConfig(class_weights=[5, 1, 1, 1]), COUNTS)(logits, targets)
+    balanced = create_loss(LossConfig(class_weights="balanced"), [40, 10, 10, 4])
+    assert not torch.allclose(plain, weighted)
+    assert balanced.weight.argmax() == 3 and balanced.weight.argmin() == 0
+
+
+def test_label_smoothing_changes_soft_target_loss():
+    logits, targets = logits_targets()
+    assert not torch.allclose(create_loss(LossConfig(name="soft_target"), COUNTS)(logits, targets),
+                              create_loss(LossConfig(name="soft_target", label_smoothing=0.2), COUNTS)(logits, targets))
+
+
+def test_f1_loss_is_near_zero_for_perfect_predictions():
+    targets = torch.arange(4).repeat(8)
+    perfect = torch.nn.functional.one_hot(targets, 4).float() * 50
+    loss = create_loss(LossConfig(name="f1"), COUNTS)
+    assert loss(perfect, targets) < 1e-3 and loss(torch.zeros(32, 4), targets) > 0.5
+
+
+EXPECTED_OPTIMIZER = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "radam": "RAdam", "lamb": "Lamb"}
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_optimizer_is_the_named_one_and_steps(name):
+    model = torch.nn.Linear(3, 2)
+    optimizer = create_optimizer(model, OptimizerConfig(name=name, lr=0.1))
+    assert type(optimizer).__name__ == EXPECTED_OPTIMIZER[name]
+    if name == "sgd":
+        assert optimizer.param_groups[0]["nesterov"] and optimizer.param_groups[0]["momentum"] == 0.9
+    before = model.weight.detach().clone()
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    assert not torch.equal(before, model.weight)
+
+
+def lrs(name: str, epochs=6, steps=5, metric=lambda e: 0.5, **kw):
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    scheduler = create_lr_scheduler(optimizer, LRSchedulerConfig(name=name, **kw), epochs, steps, "max")
+    out, updates = [], 0
+    for epoch in range(epochs):
+        for _ in range(steps):
+            updates += 1
+            scheduler.step_update(num_updates=updates)
+        scheduler.step(epoch + 1, metric(epoch))
+        out.append(optimizer.param_groups[0]["lr"])
+    return out
+
+
+def test_schedules_have_their_shapes():
+    assert sorted(LR_SCHEDULERS) == ["constant", "cosine", "one_cycle", "plateau", "step"]
+    cosine = lrs("cosine", warmup_epochs=0, min_lr=0.0)
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))
+    assert lrs("step", decay_epochs=2, decay_rate=0.5, warmup_epochs=0) == pytest.approx([1.0, 0.5, 0.5, 0.25, 0.25, 0.125])
+    plateau = lrs("plateau", patience_epochs=1, decay_rate=0.1, warmup_epochs=0)  # metric never improves
+    assert plateau == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])
+    cycle = lrs("one_cycle", warmup_epochs=2)
+    peak = cycle.index(max(cycle))
+    assert 0 < peak < len(cycle) - 1 and cycle[-1] < cycle[0]
