@@ -65,6 +65,7 @@ class DataConfig(Strict):
     root: Path = Path("data")
     image_size: int = Field(32, ge=8, le=2048)
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    invert: bool = False  # white-on-black drawings (raw QuickDraw): invert to dark-on-white, in train and eval
     test_root: Path | None = None  # image_folder only: a flat folder of test images
     loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
 
@@ -210,6 +211,14 @@ class SearchAxis(Strict):
         return next(k for k in ("grid", "choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
 
 
+class TtaConfig(Strict):
+    """Test-time augmentation for OOF and test predictions: the mean of the views' probabilities."""
+
+    hflip: bool = True
+    vflip: bool = False
+    scales: list[Annotated[float, Field(ge=1.0, le=2.0)]] = Field(default_factory=lambda: [1.0], min_length=1)  # zoom-in factors
+
+
 class TuneSchedulerConfig(Strict):
     kind: Literal["asha", "fifo"] = "asha"
     metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
@@ -260,6 +269,7 @@ class GridConfig(Strict):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
 
     @model_validator(mode="after")
     def _search_paths_exist(self) -> GridConfig:
@@ -294,6 +304,7 @@ class TrialConfig(Strict):
     resources: ResourcesConfig
     tables: TrialTables
     storage: str
+    tta: TtaConfig | None = None
 
     @property
     def trial_key(self) -> str:

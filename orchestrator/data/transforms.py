@@ -42,11 +42,30 @@ def _sketch_light_train(size: int) -> list[Any]:
     ]
 
 
+def _sketch_heavy_train(size: int) -> list[Any]:
+    """Stroke-level variety: thicker/thinner lines, missing pieces, wobbly hands; every fill is paper white."""
+    import albumentations as A
+
+    white = {"border_mode": cv2.BORDER_CONSTANT, "fill": WHITE}
+    return [
+        A.Affine(rotate=(-15, 15), scale=(0.85, 1.15), translate_percent=(-0.06, 0.06), shear=(-8, 8), p=0.8, **white),
+        A.OneOf([A.Morphological(scale=(2, 3), operation="erosion"),  # on white paper: thicker dark strokes
+                 A.Morphological(scale=(2, 3), operation="dilation")], p=0.3),  # thinner strokes
+        # these two remap with black despite fill=255 (albumentations 2.0.8); replicating the border
+        # gives white, as a drawing's margin is paper
+        A.OneOf([A.ElasticTransform(alpha=30, sigma=5, border_mode=cv2.BORDER_REPLICATE),
+                 A.GridDistortion(distort_limit=(-0.2, 0.2), border_mode=cv2.BORDER_REPLICATE)], p=0.3),
+        A.CoarseDropout(num_holes_range=(1, 4), hole_height_range=(0.05, 0.15), hole_width_range=(0.05, 0.15), fill=WHITE, p=0.3),
+        A.HorizontalFlip(p=0.5),
+    ]
+
+
 # preset name -> (geometry factory, train-only augmentation factory)
 PRESETS: dict[str, tuple[Callable[[int], list[Any]], Callable[[int], list[Any]]]] = {
     "none": (_resize, lambda size: []),
     "plain": (_resize, _plain_train),
     "sketch_light": (_pad_square_white, _sketch_light_train),
+    "sketch_heavy": (_pad_square_white, _sketch_heavy_train),
 }
 
 
@@ -86,8 +105,13 @@ def check_augment(augment: str | Sequence[Any]) -> None:
             raise ValueError(f"item {index}: {err}") from None
 
 
-def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequence[float], std: Sequence[float]):
-    """Return (train, eval) albumentations Compose objects producing CHW float tensors."""
+def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequence[float], std: Sequence[float],
+                     invert: bool = False):
+    """Return (train, eval) albumentations Compose objects producing CHW float tensors.
+
+    `invert` (data.invert) turns white-on-black drawings into dark-on-white ones, in
+    train and eval alike, before anything pads or fills with white.
+    """
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
 
@@ -96,5 +120,6 @@ def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequen
         extra = train_aug(image_size)
     else:
         geometry, extra = _resize, [_transform_from_spec(spec) for spec in augment]
+    frame = ([A.InvertImg(p=1.0)] if invert else []) + geometry(image_size)
     tail = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
-    return A.Compose(geometry(image_size) + extra + tail), A.Compose(geometry(image_size) + tail)
+    return A.Compose(frame + extra + tail), A.Compose(frame + tail)

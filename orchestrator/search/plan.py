@@ -20,7 +20,7 @@ import numpy as np
 from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, trial_skeleton
 
 # settings that do not change what a trial learns: left out of its identity
-_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"))
+_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"))  # (tta is not in the skeleton at all)
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,7 @@ def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[Pla
                     **skeleton, "name": grid.name, "fold": fold, "config_id": cid,
                     "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
                     "tables": tables.model_dump(), "storage": storage,
+                    "tta": grid.tta.model_dump() if grid.tta else None,
                 })
                 planned.append(PlannedTrial(config, values))
     return planned

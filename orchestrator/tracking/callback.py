@@ -119,6 +119,7 @@ class TrackingCallback(Callback):
     def _log_predictions(self, record: TrialRecord, frames: dict[str, Any]) -> None:
         from orchestrator.tracking.plots import confusion_figure
 
+        self.tracker.log_metrics(record.run_id, frames.pop("metrics", {}), step=record.epochs)
         self.tracker.log_frames(record.run_id, frames)
         oof = frames["oof"]
         self.tracker.log_figure(record.run_id, confusion_figure(oof), "confusion_matrix.png")

@@ -76,7 +76,7 @@ def make_loaders(trial: TrialConfig, model: torch.nn.Module):
 
     rows = pd.read_parquet(trial.tables.folds_path)
     train_rows, val_rows = rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold]
-    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model))
+    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model), invert=trial.data.invert)
     train_set = ImageDataset(train_rows["image_path"].tolist(), train_rows["target"].tolist(), train_tf)
     workers = loader_workers(trial)
     loader = torch.utils.data.DataLoader(

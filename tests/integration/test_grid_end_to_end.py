@@ -197,3 +197,21 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
     assert "train_loss is nan" in open(error).read()
     parent = next(r for r in mlflow_runs(uri, "failing") if r.data.tags["orchestrator.role"] == "grid")
     assert parent.info.status == "FINISHED"
+
+
+@pytest.mark.integration
+def test_mixup_ema_tta_trial_logs_their_metrics(tmp_path, quickdraw_root, report_figure):
+    grid = quickdraw_grid(quickdraw_root, "recipes", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
+                          tta={"hflip": True, "scales": [1.0, 1.1]})
+    grid["train"].update(epochs=3, batch_size=32, augment="sketch_heavy", ema={"decay": 0.99},
+                         mix={"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "off_epoch": 2})
+    grid["data"]["folds"]["use"] = [0]
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (child,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "recipes") if r.data.tags["orchestrator.role"] == "trial"]
+    assert child.info.status == "FINISHED"
+    metrics = child.data.metrics
+    assert {"oof_acc", "oof_acc_tta", "oof_f1", "oof_f1_tta"} <= set(metrics)
+    assert child.data.params["train.ema.decay"] == "0.99" and child.data.params["train.mix.cutmix_alpha"] == "1.0"
+    report_figure(f"mixup+cutmix+EMA+TTA trial (resnet10t, 3 epochs): OOF acc {metrics['oof_acc']:.4f} plain, "
+                  f"{metrics['oof_acc_tta']:.4f} with TTA (hflip x scales 1.0, 1.1)")

@@ -36,3 +36,16 @@ def test_custom_list_is_built():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="item 0: Affine: bad arguments"):
         check_augment([TransformSpec(name="Affine", rotate="lots")])
+
+
+def test_invert_frames_train_and_eval_alike():
+    image = np.zeros((16, 16, 3), np.uint8)  # black paper
+    for pipeline in build_transforms("sketch_light", 16, MEAN, STD, invert=True):
+        assert pipeline(image=image)["image"].min() == pytest.approx(1.0)  # became white
+
+
+def test_sketch_heavy_fills_with_white():
+    train, _ = build_transforms("sketch_heavy", 24, MEAN, STD)
+    white = np.full((30, 30, 3), 255, np.uint8)
+    for _ in range(20):  # whatever the random draw (rotation, dropout, distortion), paper stays white
+        assert train(image=white)["image"].min() == pytest.approx(1.0)
