@@ -61,15 +61,35 @@ class FoldsConfig(Strict):
 
 
 class DataConfig(Strict):
+    """Where the images are and how they are framed and split."""
+
     source: str = "sketch_csv"
     root: Path = Path("data")
     image_size: int = Field(32, ge=8, le=2048)
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
     invert: bool = False  # white-on-black drawings (raw QuickDraw): invert to dark-on-white, in train and eval
+    age_bins: list[int] = Field(default_factory=lambda: [30, 60])  # mask: age < 30 -> 0, 30..59 -> 1, >= 60 -> 2
     test_root: Path | None = None  # image_folder only: a flat folder of test images
     loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
 
     _check_source = field_validator("source")(_in_registry("orchestrator.data.sources", "SOURCES", "data source"))
+
+    @field_validator("age_bins")
+    @classmethod
+    def _increasing(cls, bins: list[int]) -> list[int]:
+        if len(bins) != 2 or not 0 < bins[0] < bins[1]:
+            raise ValueError(f"give two increasing ages, e.g. [30, 60] (got {bins})")
+        return bins
+
+    @model_validator(mode="after")
+    def _mask_groups_by_person(self) -> DataConfig:
+        """Seven photos of one person in two folds would leak: the mask source splits by person."""
+        if self.source == "mask":
+            if "kind" not in self.folds.model_fields_set:
+                self.folds = self.folds.model_copy(update={"kind": "stratified_group"})
+            elif self.folds.kind != "stratified_group":
+                raise ValueError(f"folds.kind: the mask source needs stratified_group (one person, one fold), got {self.folds.kind}")
+        return self
 
 
 # -------------------------------------------------------------------------- model
@@ -270,6 +290,13 @@ class GridConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
+
+    @model_validator(mode="after")
+    def _mask_scores_macro_f1(self) -> GridConfig:
+        """The Mask competition is scored by macro F1: make it the default metric for that source."""
+        if self.data.source == "mask" and "metric" not in self.scheduler.model_fields_set:
+            self.scheduler = self.scheduler.model_copy(update={"metric": "val_f1"})
+        return self
 
     @model_validator(mode="after")
     def _search_paths_exist(self) -> GridConfig:

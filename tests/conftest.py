@@ -73,6 +73,35 @@ def minimal_grid(tiny_sketch) -> dict:
     }
 
 
+# 12 persons: every gender x age-bin pair twice, ages on both sides of the bin edges
+PEOPLE = [(f"{i:06d}", gender, age) for i, (gender, age) in enumerate(
+    [("male", 29), ("male", 30), ("male", 59), ("male", 60), ("female", 18), ("female", 45), ("female", 70),
+     ("female", 29), ("female", 30), ("male", 20), ("Female", 59), ("female", 60)])]
+FILES = ["mask1.jpg", "mask2.png", "mask3.jpeg", "mask4.jpg", "mask5.jpg", "incorrect_mask.png", "normal.jpg"]
+
+
+@pytest.fixture
+def mask_root(tmp_path):
+    root = tmp_path / "mask"
+    rows, rng = [], np.random.default_rng(0)
+    for pid, gender, age in PEOPLE:
+        path = f"{pid}_{gender.lower()}_Asian_{age}"
+        folder = root / "train" / "images" / path
+        folder.mkdir(parents=True)
+        for name in FILES:
+            Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(folder / name)
+        (folder / "._mask1.jpg").write_bytes(b"macOS resource fork, not an image")  # dot files are skipped
+        rows.append(f"{pid},{gender},Asian,{age},{path}")
+    (root / "train" / "train.csv").write_text("id,gender,race,age,path\n" + "\n".join(rows) + "\n")
+    ids = [f"eval_{i:02d}.jpg" for i in (5, 2, 9, 0, 7)]  # info.csv order is not sorted
+    (root / "eval" / "images").mkdir(parents=True)
+    for image_id in ids:
+        Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(root / "eval" / "images" / image_id)
+    (root / "eval" / "info.csv").write_text("ImageID,ans\n" + "".join(f"{i},0\n" for i in ids))
+    return root
+
+
+
 # ---- figures that integration tests measure, printed at the end of the run ----
 _FIGURES: list[str] = []
 

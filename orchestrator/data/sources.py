@@ -36,9 +36,9 @@ class Source:
 # ---------------------------------------------------------------- sketch_csv
 
 
-def _read_csv(path: Path, required: set[str]) -> pd.DataFrame:
+def _read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, dtype=dtype)
     except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
         raise InputError(f"cannot read CSV: {err}", source=str(path)) from None
     missing = required - set(frame.columns)
@@ -159,7 +159,14 @@ def load_demo(cfg) -> DataTables:
     return load_sketch_csv(cfg)
 
 
+def _mask_source() -> Source:
+    from orchestrator.data.mask import load_mask, mask_submission
+
+    return Source(load_mask, mask_submission)
+
+
 SOURCES: dict[str, Source] = {
+    "mask": _mask_source(),
     "sketch_csv": Source(load_sketch_csv, sketch_submission),
     "image_folder": Source(load_image_folder, folder_submission),
     "demo": Source(load_demo, sketch_submission, materializes=True),

@@ -215,3 +215,21 @@ def test_mixup_ema_tta_trial_logs_their_metrics(tmp_path, quickdraw_root, report
     assert child.data.params["train.ema.decay"] == "0.99" and child.data.params["train.mix.cutmix_alpha"] == "1.0"
     report_figure(f"mixup+cutmix+EMA+TTA trial (resnet10t, 3 epochs): OOF acc {metrics['oof_acc']:.4f} plain, "
                   f"{metrics['oof_acc_tta']:.4f} with TTA (hflip x scales 1.0, 1.1)")
+
+
+@pytest.mark.integration
+def test_mask_grid_to_submission(tmp_path, mask_root):
+    """The Mask layout end to end: folds by person, macro F1 tracked, `ImageID,ans` in info.csv order."""
+    grid = {"name": "mask", "data": {"source": "mask", "root": str(mask_root), "image_size": 16,
+                                     "folds": {"n_splits": 3, "use": [0]}},
+            "models": [{"name": "test_resnet"}], "train": {"epochs": 1, "batch_size": 8},
+            "scheduler": {"kind": "fifo", "mode": "max"}}
+    grid_file = write_grid(tmp_path, grid)
+    assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
+    (child,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask") if r.data.tags["orchestrator.role"] == "trial"]
+    assert child.info.status == "FINISHED" and "best_val_f1" in child.data.metrics
+    assert run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path).returncode == 0
+    submission = pd.read_csv(tmp_path / "submission.csv", dtype={"ImageID": str})
+    info = pd.read_csv(mask_root / "eval" / "info.csv")
+    assert list(submission.columns) == ["ImageID", "ans"] and submission["ImageID"].tolist() == info["ImageID"].tolist()
+    assert submission["ans"].between(0, 17).all()
