@@ -284,7 +284,8 @@ class GridConfig(Strict):
     models: list[ModelConfig] = Field(min_length=1)
     train: TrainConfig = Field(default_factory=TrainConfig)
     search: dict[str, SearchAxis] = {}
-    num_samples: int = Field(1, ge=1)  # draws of the random (non-grid) axes
+    num_samples: int = Field(1, ge=1)  # draws of the random (non-grid) axes; with optuna: configs TPE proposes
+    searcher: Literal["grid", "optuna"] = "grid"  # optuna: TPE proposes model + search values from past results
     scheduler: TuneSchedulerConfig = Field(default_factory=TuneSchedulerConfig)
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

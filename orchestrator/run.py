@@ -28,6 +28,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def planned_count(grid: GridConfig, plan: list) -> int:
+    """Trials this run will make: the plan, or TPE's num_samples configs x folds."""
+    return grid.num_samples * len(grid.data.folds.folds_to_train()) if grid.searcher == "optuna" else len(plan)
+
+
 def dry_run(grid: GridConfig) -> int:
     from orchestrator.data.prepare import grid_storage
     from orchestrator.data.sources import SOURCES
@@ -42,6 +47,11 @@ def dry_run(grid: GridConfig) -> int:
                                                  f"{0 if tables.test is None else len(tables.test)} test rows"
     tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes)
     plan = plan_trials(grid, tables, str(grid_storage(grid)))
+    if grid.searcher == "optuna":
+        axes = ", ".join([*grid.search, *(["model"] if len(grid.models) > 1 else [])]) or "(no axes)"
+        print(f"optuna TPE (seed {grid.seed}) proposes {grid.num_samples} configs over: {axes}; each trains "
+              f"{len(grid.data.folds.folds_to_train())} folds = {planned_count(grid, plan)} trials; {note}")
+        return EXIT_OK
     configs = len({p.config.config_id for p in plan})
     print(format_plan(plan))
     print(f"\n{len(plan)} trials = {configs} configs x {len(grid.data.folds.folds_to_train())} folds; {note}")
@@ -62,19 +72,19 @@ def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
     storage = grid_storage(grid) / "runs" / stamp
     plan = plan_trials(grid, prepared.trial_tables, str(storage))
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
-    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(len(plan)), **environment_tags()})
+    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(planned_count(grid, plan)), **environment_tags()})
     tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
     for name in ("folds.parquet", "classes.json", "test.parquet"):
         if (prepared.data_dir / name).exists():
             tracker.log_file(parent_id, prepared.data_dir / name, "data")
-    print(f"{len(plan)} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
+    print(f"{planned_count(grid, plan)} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
 
     init_ray(address, verbose)
-    progress = Progress(len(plan), grid.scheduler.metric, grid.train.epochs)
-    callback = TrackingCallback(tracker, parent_id, plan, predict_remote(grid.resources), progress)
+    progress = Progress(planned_count(grid, plan), grid.scheduler.metric, grid.train.epochs)
+    callback = TrackingCallback(tracker, parent_id, plan, predict_remote(grid.resources), progress, axes=list(grid.search))
     status = "KILLED"
     try:
-        run_tuner(grid, plan, str(storage), callback)
+        run_tuner(grid, plan, prepared.trial_tables, str(storage), callback)
         status = "FINISHED"
     finally:
         header, rows = summary_rows(callback.records.values(), grid.scheduler.metric)

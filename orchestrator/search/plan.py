@@ -73,26 +73,32 @@ def expand_values(grid: GridConfig) -> list[dict[str, Any]]:
     return [{**combo, **sample} for combo in crossed for sample in samples]
 
 
+def fold_trials(grid: GridConfig, model_index: int, values: dict[str, Any], tables: TrialTables, storage: str) -> list[PlannedTrial]:
+    """One config (a model and search values) as one PlannedTrial per fold to train."""
+    skeleton = trial_skeleton(grid, model_index)
+    for path, value in values.items():
+        _set(skeleton, path, value)
+    cid = config_id(skeleton)
+    common = {"name": grid.name, "config_id": cid, "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
+              "tables": tables.model_dump(), "storage": storage, "tta": grid.tta.model_dump() if grid.tta else None}
+    return [PlannedTrial(TrialConfig.model_validate({**skeleton, **common, "fold": fold}), values)
+            for fold in grid.data.folds.folds_to_train()]
+
+
 def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[PlannedTrial]:
-    """One PlannedTrial per (config, fold), folds of one config adjacent; duplicates dropped."""
+    """One PlannedTrial per (config, fold), folds of one config adjacent; duplicates dropped.
+
+    With `searcher: optuna` nothing is planned ahead: TPE proposes configs during the run.
+    """
+    if grid.searcher == "optuna":
+        return []
     planned, seen = [], set()
     for model_index in range(len(grid.models)):
         for values in expand_values(grid):
-            skeleton = trial_skeleton(grid, model_index)
-            for path, value in values.items():
-                _set(skeleton, path, value)
-            cid = config_id(skeleton)
-            if cid in seen:
-                continue
-            seen.add(cid)
-            for fold in grid.data.folds.folds_to_train():
-                config = TrialConfig.model_validate({
-                    **skeleton, "name": grid.name, "fold": fold, "config_id": cid,
-                    "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
-                    "tables": tables.model_dump(), "storage": storage,
-                    "tta": grid.tta.model_dump() if grid.tta else None,
-                })
-                planned.append(PlannedTrial(config, values))
+            trials = fold_trials(grid, model_index, values, tables, storage)
+            if trials[0].config.config_id not in seen:
+                seen.add(trials[0].config.config_id)
+                planned += trials
     return planned
 
 

@@ -6,8 +6,8 @@ import math
 import os
 from typing import Any
 
-from orchestrator.config import GridConfig, ResourcesConfig
-from orchestrator.search.plan import PlannedTrial
+from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
+from orchestrator.search.plan import PlannedTrial, fold_trials
 from orchestrator.search.schedulers import create_scheduler
 from orchestrator.search.trainable import TRAINABLE_RESOURCES, run_trial
 
@@ -59,18 +59,28 @@ def predict_remote(res: ResourcesConfig):
     return predict.remote
 
 
-def run_tuner(grid: GridConfig, plan: list[PlannedTrial], storage: str, callback: Any) -> Any:
-    """Run every planned trial under Tune; returns Tune's ResultGrid."""
+def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, storage: str, callback: Any) -> Any:
+    """Run the grid under Tune (the planned trials, or TPE's proposals); returns Tune's ResultGrid."""
     from ray import tune
 
+    if grid.searcher == "optuna":
+        from orchestrator.search.optuna import optuna_searcher
+
+        def expand(model_index: int, values: dict[str, Any]) -> list[dict[str, Any]]:
+            return [{"trial": p.config.model_dump(mode="json")} for p in fold_trials(grid, model_index, values, tables, storage)]
+
+        space = {}
+        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": grid.num_samples * len(grid.data.folds.folds_to_train())}
+    else:
+        space, search = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}, {}
     tuner = tune.Tuner(
         tune.with_resources(run_trial, TRAINABLE_RESOURCES),
-        param_space={"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])},
+        param_space=space,
         tune_config=tune.TuneConfig(
             metric=grid.scheduler.metric, mode=grid.scheduler.mode,
             scheduler=create_scheduler(grid.scheduler, grid.train.epochs),
             max_concurrent_trials=concurrent_trials(grid.resources),
-            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name, **search,
         ),
         run_config=tune.RunConfig(name="tune", storage_path=storage, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),

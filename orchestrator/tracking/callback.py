@@ -16,6 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from orchestrator.config import TrialConfig, _lookup
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.train.loop import CHECKPOINT_RANK, TRIAL_DONE
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
@@ -40,8 +41,10 @@ class TrialRecord:
 
 
 class TrackingCallback(Callback):
-    def __init__(self, tracker: Tracker, parent_id: str, plan: list[PlannedTrial], predict_remote: Any, progress: Any):
+    def __init__(self, tracker: Tracker, parent_id: str, plan: list[PlannedTrial], predict_remote: Any, progress: Any,
+                 axes: list[str] = ()):
         self.tracker, self.parent_id, self.predict_remote, self.progress = tracker, parent_id, predict_remote, progress
+        self.axes = list(axes)  # search paths: read back from trials nobody planned ahead (searcher: optuna)
         self.records = {p.key: TrialRecord(p) for p in plan}
 
     # ------------------------------------------------------------ tune hooks
@@ -135,7 +138,11 @@ class TrackingCallback(Callback):
 
     def _record(self, trial: Any) -> TrialRecord:
         cfg = trial.config["trial"]
-        return self.records[f"{cfg['config_id']}-f{cfg['fold']}"]
+        key = f"{cfg['config_id']}-f{cfg['fold']}"
+        if key not in self.records:  # proposed during the run by a searcher
+            searched = {path: _lookup(cfg, path, where=path) for path in self.axes}
+            self.records[key] = TrialRecord(PlannedTrial(TrialConfig.model_validate(cfg), searched))
+        return self.records[key]
 
 
 def _error_text(trial: Any) -> str:

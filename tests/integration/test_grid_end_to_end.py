@@ -233,3 +233,24 @@ def test_mask_grid_to_submission(tmp_path, mask_root):
     info = pd.read_csv(mask_root / "eval" / "info.csv")
     assert list(submission.columns) == ["ImageID", "ans"] and submission["ImageID"].tolist() == info["ImageID"].tolist()
     assert submission["ans"].between(0, 17).all()
+
+
+@pytest.mark.integration
+def test_optuna_searcher_proposes_configs_that_train_every_fold(tmp_path, quickdraw_root):
+    grid = quickdraw_grid(quickdraw_root, "tpe", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
+                          searcher="optuna", num_samples=2,
+                          search={"train.optimizer.lr": {"loguniform": [3.0e-4, 3.0e-3]}})
+    grid["train"]["epochs"] = 1
+    grid["data"]["folds"]["use"] = [0, 1]
+    grid_file = write_grid(tmp_path, grid)
+    dry = run_cli("orchestrator.run", str(grid_file), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "optuna TPE (seed 7) proposes 2 configs over: train.optimizer.lr" in dry.stdout
+    result = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    children = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "tpe") if r.data.tags["orchestrator.role"] == "trial"]
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+    by_config: dict[str, set] = {}
+    for child in children:
+        by_config.setdefault(child.data.tags["config_id"], set()).add(child.data.tags["fold"])
+        assert 3.0e-4 <= float(child.data.params["train.optimizer.lr"]) <= 3.0e-3
+    assert list(by_config.values()) == [{"0", "1"}, {"0", "1"}]
