@@ -27,7 +27,6 @@ QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
 
 def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: int, threads: int) -> list[float]:
     """images/s per epoch of a plain timm training loop over fold 0's training rows."""
-    import numpy as np
     import pandas as pd
     import timm
     import torch

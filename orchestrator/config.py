@@ -303,7 +303,7 @@ class GridConfig(Strict):
     def _search_paths_exist(self) -> GridConfig:
         sample = trial_skeleton(self)
         for path in self.search:
-            _lookup(sample, path, where=f"search.{path}")
+            lookup(sample, path, where=f"search.{path}")
         return self
 
 
@@ -445,7 +445,7 @@ def _list_item(node: list[Any], part: str, key: str, source: str) -> Any:
     return node[int(part)]
 
 
-def _lookup(tree: dict[str, Any], path: str, where: str) -> Any:
+def lookup(tree: dict[str, Any], path: str, where: str) -> Any:
     node: Any = tree
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, Iterable
 
-from orchestrator.search.plan import _short, render_table
+from orchestrator.search.plan import short_value, render_table
 
 TERMINAL = ("FINISHED", "KILLED", "FAILED")
 
@@ -56,7 +56,7 @@ def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[l
     header = ["config_id", "model", "fold", "status", "epochs", f"best {metric}"] + axes
     ordered = sorted(records, key=lambda r: (r.planned.config.config_id, r.planned.config.fold))
     rows = [[r.planned.config.config_id, r.planned.config.model.name, str(r.planned.config.fold), r.status, str(r.epochs),
-             "-" if r.best is None else f"{r.best:.4f}"] + [_short(r.planned.searched.get(a)) for a in axes] for r in ordered]
+             "-" if r.best is None else f"{r.best:.4f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]
     return header, rows
 
 

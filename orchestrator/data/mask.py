@@ -57,14 +57,14 @@ def _person_rows(person: pd.Series, line: int, images: Path, csv: Path, bins: li
 
 
 def load_mask(cfg):
-    from orchestrator.data.sources import DataTables, _read_csv, _require_dir
+    from orchestrator.data.sources import DataTables, read_csv, require_dir
 
     root = Path(cfg.root)
-    _require_dir(root, "data.root")
+    require_dir(root, "data.root")
     csv = root / "train" / "train.csv"
     if not csv.is_file():
         raise InputError(f"data.root: {csv} not found (the mask layout needs train/train.csv and train/images/)")
-    people = _read_csv(csv, {"id", "gender", "age", "path"}, dtype=str)  # ids like 000001 are names, not numbers
+    people = read_csv(csv, {"id", "gender", "age", "path"}, dtype=str)  # ids like 000001 are names, not numbers
     rows = [row for i, person in people.iterrows()
             for row in _person_rows(person, i + 2, root / "train" / "images", csv, cfg.age_bins)]
     if not rows:
@@ -75,7 +75,7 @@ def load_mask(cfg):
     test = None
     info = root / "eval" / "info.csv"
     if info.is_file():
-        ids = _read_csv(info, {"ImageID"}, dtype=str)["ImageID"].tolist()
+        ids = read_csv(info, {"ImageID"}, dtype=str)["ImageID"].tolist()
         paths = [safe_join(root / "eval" / "images", image_id, f"{info} line {i + 2}") for i, image_id in enumerate(ids)]
         check_images(paths, lambda i: f"{info} line {i + 2}")
         test = pd.DataFrame({"row_id": np.arange(len(ids)), "image_path": paths, "rel_path": ids})

@@ -6,16 +6,18 @@ test:  row_id, image_path (absolute), rel_path
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
 
 from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
 from orchestrator.errors import InputError
+
+if TYPE_CHECKING:  # config imports this module lazily (its source validator)
+    from orchestrator.config import DataConfig
 
 
 @dataclass
@@ -27,7 +29,7 @@ class DataTables:
 
 @dataclass(frozen=True)
 class Source:
-    load: Callable[["DataConfig"], DataTables]  # noqa: F821 - config imports us lazily
+    load: Callable[["DataConfig"], DataTables]
     # (test table, predicted class index per row, class names) -> submission frame
     submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
     materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
@@ -36,7 +38,7 @@ class Source:
 # ---------------------------------------------------------------- sketch_csv
 
 
-def _read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
+def read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=dtype)
     except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
@@ -49,7 +51,7 @@ def _read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.D
     return frame
 
 
-def _require_dir(path: Path, what: str) -> None:
+def require_dir(path: Path, what: str) -> None:
     if not path.is_dir():
         raise InputError(f"{what}: directory not found: {path} (check data.root in the grid file)")
 
@@ -89,11 +91,11 @@ def _image_rows(frame: pd.DataFrame, base: Path, csv: Path) -> pd.DataFrame:
 def load_sketch_csv(cfg) -> DataTables:
     """`root/train.csv` (class_name,image_path,target[,group]) + `root/train/`; optional test.csv + test/."""
     root = Path(cfg.root)
-    _require_dir(root, "data.root")
+    require_dir(root, "data.root")
     csv = root / "train.csv"
     if not csv.is_file():
         raise InputError(f"data.root: {csv} not found (the sketch_csv layout needs train.csv and train/)")
-    frame = _read_csv(csv, {"image_path", "target"})
+    frame = read_csv(csv, {"image_path", "target"})
     classes = _classes_from(frame, csv)
     train = _image_rows(frame, root / "train", csv)
     train["target"] = frame["target"].to_numpy()
@@ -101,7 +103,7 @@ def load_sketch_csv(cfg) -> DataTables:
     test = None
     if (root / "test.csv").is_file():
         test_csv = root / "test.csv"
-        test = _image_rows(_read_csv(test_csv, {"image_path"}), root / "test", test_csv)
+        test = _image_rows(read_csv(test_csv, {"image_path"}), root / "test", test_csv)
     return DataTables(train, test, classes)
 
 
@@ -120,7 +122,7 @@ def _images_under(folder: Path) -> list[Path]:
 def load_image_folder(cfg) -> DataTables:
     """`root/<class>/<image>`; optional `test_root/<image>` for the test set."""
     root = Path(cfg.root)
-    _require_dir(root, "data.root")
+    require_dir(root, "data.root")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise InputError(f"data.root: found {len(classes)} class folder(s) in {root}; image_folder needs root/<class>/<image> with at least 2 classes")
@@ -132,7 +134,7 @@ def load_image_folder(cfg) -> DataTables:
     train = pd.DataFrame({"row_id": np.arange(len(rows)), "image_path": paths, "rel_path": rel, "target": targets, "group": None})
     test = None
     if cfg.test_root is not None:
-        _require_dir(Path(cfg.test_root), "data.test_root")
+        require_dir(Path(cfg.test_root), "data.test_root")
         files = _images_under(Path(cfg.test_root))
         check_images([str(p) for p in files], lambda i: "test image")
         test = pd.DataFrame({"row_id": np.arange(len(files)), "image_path": [str(p) for p in files],

@@ -106,12 +106,12 @@ def format_plan(plan: list[PlannedTrial]) -> str:
     """The `--dry-run` table: one row per trial."""
     axes = sorted({path for p in plan for path in p.searched})
     header = ["#", "config_id", "fold", "model"] + axes
-    rows = [[str(i), p.config.config_id, str(p.config.fold), p.config.model.name] + [_short(p.searched.get(a)) for a in axes]
+    rows = [[str(i), p.config.config_id, str(p.config.fold), p.config.model.name] + [short_value(p.searched.get(a)) for a in axes]
             for i, p in enumerate(plan)]
     return render_table(header, rows)
 
 
-def _short(value: Any) -> str:
+def short_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

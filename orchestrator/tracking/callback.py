@@ -16,7 +16,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from orchestrator.config import TrialConfig, _lookup
+from orchestrator.config import TrialConfig, lookup
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.train.loop import CHECKPOINT_RANK, TRIAL_DONE
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
@@ -140,7 +140,7 @@ class TrackingCallback(Callback):
         cfg = trial.config["trial"]
         key = f"{cfg['config_id']}-f{cfg['fold']}"
         if key not in self.records:  # proposed during the run by a searcher
-            searched = {path: _lookup(cfg, path, where=path) for path in self.axes}
+            searched = {path: lookup(cfg, path, where=path) for path in self.axes}
             self.records[key] = TrialRecord(PlannedTrial(TrialConfig.model_validate(cfg), searched))
         return self.records[key]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from orchestrator.config import DataConfig, FoldsConfig, parse_grid
+from orchestrator.config import DataConfig, parse_grid
 from orchestrator.data.folds import assign_folds
 from orchestrator.data.mask import CLASSES, age_class, load_mask, mask_class, mask_submission
 from orchestrator.errors import InputError
