@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         flat = np.stack([p.ravel() for p in inputs])
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
-    status = "FINISHED"
     if any(m.test is None for m in chosen):
         print("no test predictions (the data source has no test set): no submission written")
     else:
@@ -96,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if holdout is not None:
             tracker.log_metrics(run_id, {"holdout_accuracy": holdout}, step=0)
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
-    tracker.end_run(run_id, status)
+    tracker.end_run(run_id, "FINISHED")
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri)}")
     return EXIT_OK
 

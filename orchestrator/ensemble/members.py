@@ -21,10 +21,6 @@ class Member:
     run_ids: list[str]
 
     @property
-    def oof_probs(self) -> np.ndarray:
-        return self.oof.filter(like="prob_").to_numpy(np.float64)
-
-    @property
     def test_probs(self) -> np.ndarray:
         return self.test.filter(like="prob_").to_numpy(np.float64)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ray.tune import Callback
@@ -37,7 +37,6 @@ class TrialRecord:
     error: str | None = None
     pending_prediction: Any = None
     predictions: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 class TrackingCallback(Callback):
@@ -66,7 +65,6 @@ class TrackingCallback(Callback):
         record = self._record(trial)
         metrics = {k: result[k] for k in METRIC_KEYS if k in result}
         record.epochs = int(result.get("epoch", record.epochs + 1))
-        record.history.append(metrics)
         self.tracker.log_metrics(record.run_id, metrics, step=record.epochs)
         if result.get(CHECKPOINT_RANK, -1) >= 0:  # the worker's verdict: a new best epoch
             record.best, record.best_checkpoint = result[record.planned.config.scheduler.metric], result.get(CHECKPOINT_PATH)

@@ -72,8 +72,7 @@ class Tracker:
         return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
 
     def end_run(self, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
-        for key, value in (tags or {}).items():
-            self.client.set_tag(run_id, key, value)
+        self.set_tags(run_id, tags or {})
         self.client.set_terminated(run_id, status=status)
 
     def log_params(self, run_id: str, params: dict[str, str]) -> None:
