@@ -28,15 +28,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def planned_count(grid: GridConfig, plan: list) -> int:
-    """Trials this run will make: the plan, or TPE's num_samples configs x folds."""
-    return grid.num_samples * len(grid.data.folds.folds_to_train()) if grid.searcher == "optuna" else len(plan)
-
-
 def dry_run(grid: GridConfig) -> int:
     from orchestrator.data.prepare import grid_storage
     from orchestrator.data.sources import SOURCES
-    from orchestrator.search.plan import format_plan, plan_trials
+    from orchestrator.search.plan import format_plan, plan_trials, trial_count
 
     source = SOURCES[grid.data.source]
     note = "data not read: the demo source writes its data on first real run"
@@ -50,7 +45,7 @@ def dry_run(grid: GridConfig) -> int:
     if grid.searcher == "optuna":
         axes = ", ".join([*grid.search, *(["model"] if len(grid.models) > 1 else [])]) or "(no axes)"
         print(f"optuna TPE (seed {grid.seed}) proposes {grid.num_samples} configs over: {axes}; each trains "
-              f"{len(grid.data.folds.folds_to_train())} folds = {planned_count(grid, plan)} trials; {note}")
+              f"{len(grid.data.folds.folds_to_train())} folds = {trial_count(grid, plan)} trials; {note}")
         return EXIT_OK
     configs = len({p.config.config_id for p in plan})
     print(format_plan(plan))
@@ -61,7 +56,7 @@ def dry_run(grid: GridConfig) -> int:
 def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
     from orchestrator.data.prepare import grid_storage, prepare_data
     from orchestrator.report import Progress, summary_rows, summary_table
-    from orchestrator.search.plan import plan_trials
+    from orchestrator.search.plan import plan_trials, trial_count
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.mlflow_store import Tracker, environment_tags, ui_command
@@ -71,16 +66,17 @@ def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     storage = grid_storage(grid) / "runs" / stamp
     plan = plan_trials(grid, prepared.trial_tables, str(storage))
+    trials = trial_count(grid, plan)
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
-    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(planned_count(grid, plan)), **environment_tags()})
+    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(trials), **environment_tags()})
     tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
     for name in ("folds.parquet", "classes.json", "test.parquet"):
         if (prepared.data_dir / name).exists():
             tracker.log_file(parent_id, prepared.data_dir / name, "data")
-    print(f"{planned_count(grid, plan)} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
+    print(f"{trials} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
 
     init_ray(address, verbose)
-    progress = Progress(planned_count(grid, plan), grid.scheduler.metric, grid.train.epochs)
+    progress = Progress(trials, grid.scheduler.metric, grid.train.epochs)
     callback = TrackingCallback(tracker, parent_id, plan, predict_remote(grid.resources), progress, axes=list(grid.search))
     status = "KILLED"
     try:

@@ -102,6 +102,11 @@ def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[Pla
     return planned
 
 
+def trial_count(grid: GridConfig, plan: list[PlannedTrial]) -> int:
+    """Trials this run makes: the plan, or (searcher: optuna) num_samples configs x the folds to train."""
+    return grid.num_samples * len(grid.data.folds.folds_to_train()) if grid.searcher == "optuna" else len(plan)
+
+
 def format_plan(plan: list[PlannedTrial]) -> str:
     """The `--dry-run` table: one row per trial."""
     axes = sorted({path for p in plan for path in p.searched})

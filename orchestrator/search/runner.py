@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
-from orchestrator.search.plan import PlannedTrial, fold_trials
+from orchestrator.search.plan import PlannedTrial, fold_trials, trial_count
 from orchestrator.search.schedulers import create_scheduler
 from orchestrator.search.trainable import TRAINABLE_RESOURCES, run_trial
 
@@ -70,7 +70,7 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, s
             return [{"trial": p.config.model_dump(mode="json")} for p in fold_trials(grid, model_index, values, tables, storage)]
 
         space = {}
-        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": grid.num_samples * len(grid.data.folds.folds_to_train())}
+        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": trial_count(grid, plan)}
     else:
         space, search = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}, {}
     tuner = tune.Tuner(
