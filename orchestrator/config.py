@@ -82,13 +82,16 @@ class DataConfig(Strict):
         return bins
 
     @model_validator(mode="after")
-    def _mask_groups_by_person(self) -> DataConfig:
-        """Seven photos of one person in two folds would leak: the mask source splits by person."""
-        if self.source == "mask":
+    def _source_fold_kind(self) -> DataConfig:
+        """A source whose rows come in groups (mask: persons) fixes the fold kind that keeps them apart."""
+        from orchestrator.data.sources import SOURCES
+
+        required = SOURCES[self.source].fold_kind
+        if required is not None:
             if "kind" not in self.folds.model_fields_set:
-                self.folds = self.folds.model_copy(update={"kind": "stratified_group"})
-            elif self.folds.kind != "stratified_group":
-                raise ValueError(f"folds.kind: the mask source needs stratified_group (one person, one fold), got {self.folds.kind}")
+                self.folds = self.folds.model_copy(update={"kind": required})
+            elif self.folds.kind != required:
+                raise ValueError(f"folds.kind: the {self.source} source needs {required} (one group, one fold), got {self.folds.kind}")
         return self
 
 
@@ -293,10 +296,13 @@ class GridConfig(Strict):
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
 
     @model_validator(mode="after")
-    def _mask_scores_macro_f1(self) -> GridConfig:
-        """The Mask competition is scored by macro F1: make it the default metric for that source."""
-        if self.data.source == "mask" and "metric" not in self.scheduler.model_fields_set:
-            self.scheduler = self.scheduler.model_copy(update={"metric": "val_f1"})
+    def _source_metric(self) -> GridConfig:
+        """The source's competition metric (mask: macro F1) unless the grid names one."""
+        from orchestrator.data.sources import SOURCES
+
+        metric = SOURCES[self.data.source].metric
+        if metric is not None and "metric" not in self.scheduler.model_fields_set:
+            self.scheduler = self.scheduler.model_copy(update={"metric": metric})
         return self
 
     @model_validator(mode="after")

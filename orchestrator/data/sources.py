@@ -33,6 +33,8 @@ class Source:
     # (test table, predicted class index per row, class names) -> submission frame
     submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
     materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
+    fold_kind: str | None = None  # the only fold kind that keeps this source's groups apart (default and required)
+    metric: str | None = None  # the competition's metric: scheduler.metric when the grid does not set one
 
 
 # ---------------------------------------------------------------- sketch_csv
@@ -164,7 +166,8 @@ def load_demo(cfg) -> DataTables:
 def _mask_source() -> Source:
     from orchestrator.data.mask import load_mask, mask_submission
 
-    return Source(load_mask, mask_submission)
+    # seven photos of one person in two folds would leak; the competition is scored by macro F1
+    return Source(load_mask, mask_submission, fold_kind="stratified_group", metric="val_f1")
 
 
 SOURCES: dict[str, Source] = {
