@@ -118,9 +118,11 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
     return best is None or (score > best if mode == "max" else score < best)
 
 
-def eval_model(model, parts: StepParts):
-    """The weights that are validated, checkpointed as model.pt and predict: EMA when asked for."""
-    return parts.ema.module if parts.ema is not None and parts.evaluate_ema else model
+def weight_sets(model, parts: StepParts):
+    """(the weights that are validated, checkpointed as model.pt and predict; the other set when EMA is on, else None)."""
+    if parts.ema is None:
+        return unwrap(model), None
+    return (parts.ema.module, unwrap(model)) if parts.evaluate_ema else (unwrap(model), parts.ema.module)
 
 
 def report(metrics: dict[str, Any], model, parts: StepParts, progress: Progress) -> None:
@@ -133,12 +135,12 @@ def report(metrics: dict[str, Any], model, parts: StepParts, progress: Progress)
     state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict() if parts.scheduler else {},
              "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
              "since_best": progress.since_best}
-    if parts.ema is not None:
-        state.update(raw_model=unwrap(model).state_dict(), ema=parts.ema.module.state_dict())
+    if parts.ema is not None:  # model.pt holds the evaluated weights; the state carries the other set
+        state["other_weights"] = weight_sets(model, parts)[1].state_dict()
     if parts.scaler is not None:
         state["scaler"] = parts.scaler.state_dict()
     with tempfile.TemporaryDirectory() as folder:
-        save_checkpoint(folder, eval_model(model, parts), state)
+        save_checkpoint(folder, weight_sets(model, parts)[0], state)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
@@ -151,11 +153,10 @@ def restore(model, parts: StepParts) -> Progress:
         return Progress()
     with checkpoint.as_directory() as folder:
         state = load_state(folder)
-        if "raw_model" in state:
-            unwrap(model).load_state_dict(state["raw_model"])
-            parts.ema.module.load_state_dict(state["ema"])
-        else:
-            load_weights(folder, model)
+        evaluated, other = weight_sets(model, parts)
+        load_weights(folder, evaluated)
+        if other is not None:
+            other.load_state_dict(state["other_weights"])
     parts.optimizer.load_state_dict(state["optimizer"])
     if parts.scheduler is not None and state["scheduler"]:
         parts.scheduler.load_state_dict(state["scheduler"])
@@ -196,7 +197,7 @@ def train_worker(config: dict[str, Any]) -> None:
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-        metrics = evaluate(eval_model(model, parts), val_set, cfg.batch_size, device)
+        metrics = evaluate(weight_sets(model, parts)[0], val_set, cfg.batch_size, device)
         if scheduler is not None:
             scheduler.step(epoch + 1, metrics[metric])
         improved = progress.update(metrics[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)

@@ -132,3 +132,37 @@ def test_early_stopping_counts_epochs_without_improvement():
     assert progress.best_epoch == 5 and progress.since_best == 0
     progress.update(0.1, 5, "max")
     assert progress.since_best == 1
+
+
+@pytest.mark.parametrize("evaluate_ema", [True, False])
+def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, monkeypatch, evaluate_ema):
+    """report() -> restore() brings back raw and EMA weights; model.pt is the evaluated set, stored once."""
+    import ray.train
+
+    from orchestrator.train import loop
+    from orchestrator.train.checkpoint import STATE_FILE
+
+    saved = {}
+
+    class Context:
+        def get_world_rank(self):
+            return 0
+
+    def fake_report(metrics, checkpoint=None):
+        saved["dir"] = checkpoint.to_directory(str(tmp_path / "ckpt"))
+
+    monkeypatch.setattr(ray.train, "get_context", lambda: Context())
+    monkeypatch.setattr(ray.train, "report", fake_report)
+    x, y = data()
+    cfg = TrainConfig(ema={"decay": 0.9, "warmup": False, "evaluate": evaluate_ema})
+    model, parts = run(cfg, batches(x, y, 8))
+    loop.report({}, model, parts, Progress(next_epoch=1))
+    state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=True)
+    assert set(state) >= {"other_weights"} and not {"raw_model", "ema"} & set(state)
+
+    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(saved["dir"]))
+    fresh = Tiny()
+    _, fresh_parts = run(cfg, [], model=fresh)  # no batches: untrained weights, same parts
+    progress = loop.restore(fresh, fresh_parts)
+    assert progress.next_epoch == 1
+    assert torch.equal(flat(fresh), flat(model)) and torch.equal(flat(fresh_parts.ema.module), flat(parts.ema.module))
