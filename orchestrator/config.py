@@ -243,7 +243,7 @@ class TtaConfig(Strict):
 
 
 class TuneSchedulerConfig(Strict):
-    kind: Literal["asha", "fifo"] = "asha"
+    kind: Literal["asha", "fold_asha", "fifo"] = "asha"  # fold_asha: a config's folds pass or stop together
     metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
     mode: Literal["max", "min"] = "max"
     grace_period: int = Field(1, ge=1)
@@ -262,6 +262,7 @@ class ResourcesConfig(Strict):
     gpus_per_worker: float = Field(0, ge=0)
     workers_per_trial: int = Field(1, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
+    max_failures: int = Field(2, ge=0)  # retries of a trial from its last checkpoint when a worker dies or raises
 
 
 class TrackingConfig(Strict):
@@ -296,6 +297,13 @@ class GridConfig(Strict):
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
 
     @model_validator(mode="after")
+    def _fold_asha_needs_a_plan(self) -> GridConfig:
+        if self.scheduler.kind == "fold_asha" and self.searcher == "optuna":
+            raise ValueError("scheduler.kind: fold_asha judges the planned configs of searcher: grid; "
+                             "with searcher: optuna use scheduler.kind: asha (TPE already learns from fold means)")
+        return self
+
+    @model_validator(mode="after")
     def _source_metric(self) -> GridConfig:
         """The source's competition metric (mask: macro F1) unless the grid names one."""
         from orchestrator.data.sources import SOURCES
@@ -322,6 +330,7 @@ class TrialTables(Strict):
     folds_path: str  # parquet: row_id, image_path, target, group, fold
     test_path: str | None  # parquet: row_id, image_path
     num_classes: int = Field(ge=2)
+    fingerprint: str = ""  # hash of the rows (paths, labels, groups, classes): part of every trial's identity
 
 
 class TrialConfig(Strict):
@@ -339,6 +348,7 @@ class TrialConfig(Strict):
     tables: TrialTables
     storage: str
     tta: TtaConfig | None = None
+    attempt: int = Field(0, ge=0)  # retries so far (set by the trainable; not part of the identity)
 
     @property
     def trial_key(self) -> str:

@@ -26,7 +26,8 @@ class Progress:
         self.last_line = time.monotonic()
 
     def trial_started(self, record) -> None:
-        self._emit(f"{record.planned.key} {record.planned.config.model.name}: started")
+        again = f" again after epoch {record.epochs} (from its checkpoint)" if record.epochs else ""
+        self._emit(f"{record.planned.key} {record.planned.config.model.name}: started{again}")
 
     def trial_result(self, record, metrics: dict[str, float]) -> None:
         value = metrics.get(self.metric)
@@ -47,7 +48,7 @@ class Progress:
         if time.monotonic() - self.last_line < self.heartbeat_s:
             return
         states = [r.status for r in records]
-        self._emit(" | ".join(f"{s.lower()} {states.count(s)}" for s in ("RUNNING", "PENDING") + TERMINAL if states.count(s)))
+        self._emit(" | ".join(f"{s.lower()} {states.count(s)}" for s in ("RUNNING", "PAUSED", "PENDING") + TERMINAL if states.count(s)))
 
 
 def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[list[str]]]:

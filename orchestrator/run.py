@@ -10,8 +10,6 @@ import argparse
 import sys
 import time
 
-import yaml
-
 from orchestrator.cli import EXIT_ERROR, EXIT_OK, main_guard, parse_override
 from orchestrator.config import GridConfig, TrialTables, load_grid
 
@@ -25,22 +23,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the trial plan and touch nothing")
     parser.add_argument("--address", default=None, help="Ray cluster address ('auto' joins `ray up`); default: local Ray")
     parser.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this console")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the grid's last run: unfinished trials go on from their last checkpoint in their own "
+                             "MLflow runs (without it they start afresh); ended trials are reused either way")
     return parser.parse_args(argv)
 
 
 def dry_run(grid: GridConfig) -> int:
-    from orchestrator.data.prepare import grid_storage
+    from orchestrator.data.prepare import data_fingerprint, grid_storage
     from orchestrator.data.sources import SOURCES
     from orchestrator.search.plan import format_plan, plan_trials, trial_count
 
     source = SOURCES[grid.data.source]
-    note = "data not read: the demo source writes its data on first real run"
-    num_classes = 2
+    note = "data not read: the demo source writes its data on first real run (config ids will differ)"
+    num_classes, fingerprint = 2, ""
     if not source.materializes:
         tables = source.load(grid.data)  # read-only: checks every row and image
-        num_classes, note = len(tables.classes), f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, " \
-                                                 f"{0 if tables.test is None else len(tables.test)} test rows"
-    tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes)
+        num_classes, fingerprint = len(tables.classes), data_fingerprint(tables)
+        note = f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, " \
+               f"{0 if tables.test is None else len(tables.test)} test rows"
+    tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes, fingerprint=fingerprint)
     plan = plan_trials(grid, tables, str(grid_storage(grid)))
     if grid.searcher == "optuna":
         axes = ", ".join([*grid.search, *(["model"] if len(grid.models) > 1 else [])]) or "(no axes)"
@@ -53,41 +55,43 @@ def dry_run(grid: GridConfig) -> int:
     return EXIT_OK
 
 
-def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
+def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> int:
     from orchestrator.data.prepare import grid_storage, prepare_data
     from orchestrator.report import Progress, summary_rows, summary_table
     from orchestrator.search.plan import plan_trials, trial_count
+    from orchestrator.search.resume import open_parent, sort_out
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner
     from orchestrator.tracking.callback import TrackingCallback
-    from orchestrator.tracking.mlflow_store import Tracker, environment_tags, ui_command
+    from orchestrator.tracking.mlflow_store import Tracker, ui_command
 
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    storage = grid_storage(grid) / "runs" / stamp
-    plan = plan_trials(grid, prepared.trial_tables, str(storage))
-    trials = trial_count(grid, plan)
+    storage = str(grid_storage(grid))
+    plan = plan_trials(grid, prepared.trial_tables, storage)
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
-    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(trials), **environment_tags()})
-    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
-    for name in ("folds.parquet", "classes.json", "test.parquet"):
-        if (prepared.data_dir / name).exists():
-            tracker.log_file(parent_id, prepared.data_dir / name, "data")
-    print(f"{trials} trials; MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
+    work = sort_out(grid, plan, tracker, resume)
+    parent_id = open_parent(grid, tracker, prepared, stamp, work, resume)
+    trials = trial_count(grid, work.to_run)
+    print(f"{trials} trials to run ({len(work.reused)} reused from earlier runs, {len(work.continued)} continued); "
+          f"MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
 
-    init_ray(address, verbose)
     progress = Progress(trials, grid.scheduler.metric, grid.train.epochs)
-    callback = TrackingCallback(tracker, parent_id, plan, predict_remote(grid.resources), progress, axes=list(grid.search))
+    init_ray(address, verbose)
+    callback = TrackingCallback(tracker, parent_id, work.to_run, predict_remote(grid.resources), progress,
+                                axes=list(grid.search), prior=work.continued, reuse=work.reused)
     status = "KILLED"
     try:
-        run_tuner(grid, plan, prepared.trial_tables, str(storage), callback)
+        if trials:
+            run_tuner(grid, work.to_run, prepared.trial_tables, storage, callback, stamp, work.seeds(tracker, grid))
         status = "FINISHED"
     finally:
+        callback.interrupt_open_runs()
         header, rows = summary_rows(callback.records.values(), grid.scheduler.metric)
         tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), "summary.csv")
         tracker.end_run(parent_id, status)
     print("\n" + summary_table(callback.records.values(), grid.scheduler.metric))
-    failed = [r for r in callback.records.values() if r.status == "FAILED"]
+    failed = [r for r in callback.records.values() if r.status == "FAILED" and not r.reused]
     print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
     print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
     if failed:
@@ -99,7 +103,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
-    return dry_run(grid) if args.dry_run else run(grid, args.address, args.verbose)
+    return dry_run(grid) if args.dry_run else run(grid, args.address, args.verbose, args.resume)
 
 
 if __name__ == "__main__":

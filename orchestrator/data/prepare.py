@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +25,19 @@ def grid_storage(grid: GridConfig) -> Path:
     return Path(os.path.abspath(grid.tracking.storage)) / grid.name
 
 
+def data_fingerprint(tables: DataTables) -> str:
+    """Changes when a row, label, group, class or test image changes, so reruns retrain on changed data.
+
+    (Image bytes are not read: an image replaced under the same path goes unnoticed.)
+    """
+    digest = hashlib.sha1(json.dumps(tables.classes).encode())
+    for frame in (tables.train, tables.test):
+        if frame is not None:
+            columns = [c for c in ("image_path", "target", "group") if c in frame.columns]
+            digest.update(frame[columns].to_csv(index=False).encode())
+    return digest.hexdigest()[:12]
+
+
 def prepare_data(grid: GridConfig) -> PreparedData:
     tables = SOURCES[grid.data.source].load(grid.data)
     train = tables.train.copy()
@@ -38,5 +52,5 @@ def prepare_data(grid: GridConfig) -> PreparedData:
         tables.test.to_parquet(test_path, index=False)
     (data_dir / "classes.json").write_text(json.dumps(tables.classes))
     trial_tables = TrialTables(folds_path=str(folds_path), test_path=str(test_path) if test_path else None,
-                               num_classes=len(tables.classes))
+                               num_classes=len(tables.classes), fingerprint=data_fingerprint(tables))
     return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables, data_dir)

@@ -33,9 +33,11 @@ class PlannedTrial:
         return self.config.trial_key
 
 
-def config_id(skeleton: dict[str, Any]) -> str:
-    """Stable 10-hex-digit hash of a trial's resolved, fold-independent config."""
+def config_id(skeleton: dict[str, Any], data_fingerprint: str = "") -> str:
+    """Stable 10-hex-digit hash of a trial's resolved, fold-independent config and its data's fingerprint."""
     ident = copy.deepcopy(skeleton)
+    if data_fingerprint:
+        ident["data_fingerprint"] = data_fingerprint
     for path in _NOT_IDENTITY:
         node = ident
         for part in path[:-1]:
@@ -78,7 +80,7 @@ def fold_trials(grid: GridConfig, model_index: int, values: dict[str, Any], tabl
     skeleton = trial_skeleton(grid, model_index)
     for path, value in values.items():
         _set(skeleton, path, value)
-    cid = config_id(skeleton)
+    cid = config_id(skeleton, tables.fingerprint)
     common = {"name": grid.name, "config_id": cid, "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
               "tables": tables.model_dump(), "storage": storage, "tta": grid.tta.model_dump() if grid.tta else None}
     return [PlannedTrial(TrialConfig.model_validate({**skeleton, **common, "fold": fold}), values)

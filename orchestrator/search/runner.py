@@ -9,7 +9,7 @@ from typing import Any
 from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
 from orchestrator.search.plan import PlannedTrial, fold_trials, trial_count
 from orchestrator.search.schedulers import create_scheduler
-from orchestrator.search.trainable import TRAINABLE_RESOURCES, run_trial
+from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS, run_trial, trainable_resources
 
 # Ray Train polls workers this often; each report waits for the previous poll, so
 # the default 2 s would dominate short epochs. Users can still set their own.
@@ -26,7 +26,9 @@ def init_ray(address: str | None, verbose: bool) -> None:
     os.environ.update(env)  # the Train controller runs inside the trainable, started from here
     for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
+    local = address is None and not os.environ.get("RAY_ADDRESS")
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
+             resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
              include_dashboard=None, configure_logging=True, logging_level="WARNING")
 
 
@@ -59,31 +61,48 @@ def predict_remote(res: ResourcesConfig):
     return predict.remote
 
 
-def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, storage: str, callback: Any) -> Any:
-    """Run the grid under Tune (the planned trials, or TPE's proposals); returns Tune's ResultGrid."""
+def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, storage: str, callback: Any,
+              stamp: str, seeds: dict[tuple[str, int], tuple[dict[int, float], bool]] | None = None) -> Any:
+    """Run the trials under Tune (the planned ones, or TPE's proposals); returns Tune's ResultGrid.
+
+    `seeds`: (config_id, fold) -> (earlier per-epoch scores, whether that fold ended), for fold_asha.
+    """
     from ray import tune
 
+    import ray
+
+    slots = concurrent_trials(grid.resources)
+    own_slots = ray.cluster_resources().get(TRIAL_SLOTS, 0) >= SLOT_UNITS
+    if not own_slots:
+        print(f"note: this cluster's head has no {TRIAL_SLOTS!r} resource (cluster.yaml declares it), so Tune's "
+              f"max_concurrent_trials caps trials and fold_asha cannot pause a fold for its siblings", flush=True)
+    scheduler = create_scheduler(grid.scheduler, grid.train.epochs)
+    if hasattr(scheduler, "pausing"):
+        scheduler.pausing = own_slots
+    for (config_id, fold), (history, ended) in (seeds or {}).items():
+        scheduler.seed(config_id, fold, history, ended)
     if grid.searcher == "optuna":
         from orchestrator.search.optuna import optuna_searcher
 
         def expand(model_index: int, values: dict[str, Any]) -> list[dict[str, Any]]:
             return [{"trial": p.config.model_dump(mode="json")} for p in fold_trials(grid, model_index, values, tables, storage)]
 
+        # TPE must wait for results before it proposes more: Tune's limiter (fold_asha, which pauses, is refused here)
         space = {}
-        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": trial_count(grid, plan)}
+        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": trial_count(grid, plan),
+                  "max_concurrent_trials": slots}
     else:
-        space, search = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}, {}
+        space = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}
+        search = {} if own_slots else {"max_concurrent_trials": slots}
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, TRAINABLE_RESOURCES),
+        tune.with_resources(run_trial, trainable_resources(slots if own_slots else None)),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=grid.scheduler.metric, mode=grid.scheduler.mode,
-            scheduler=create_scheduler(grid.scheduler, grid.train.epochs),
-            max_concurrent_trials=concurrent_trials(grid.resources),
+            metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=scheduler,
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name, **search,
         ),
-        run_config=tune.RunConfig(name="tune", storage_path=storage, callbacks=[callback], verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
+        run_config=tune.RunConfig(name=stamp, storage_path=f"{storage}/tune", callbacks=[callback], verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)),  # retries: in the trainable
     )
     return tuner.fit()
 

@@ -2,43 +2,98 @@
 
 Train V2 runs the TorchTrainer's controller inside this trainable; the workers
 report each epoch to Train, and TuneReportCallback relays rank 0's metrics (plus
-the checkpoint path) to Tune, where ASHA and the MLflow callback see them.
+the checkpoint path) to Tune, where the scheduler and the MLflow callback see them.
+
+Faults: the Train run of a trial is named by its identity and lives in shared
+storage, so a new TorchTrainer with that name continues from the run's latest
+checkpoint. This trainable retries a failed run that way up to
+`resources.max_failures` times (a worker killed, a node lost, an exception), but
+not a non-finite loss: that repeats from the same checkpoint, so it fails at once.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-# The trainable itself only coordinates: it reserves no CPU (the Train workers
-# hold the trial's CPUs/GPUs) but must reserve something for Tune to place it.
-TRAINABLE_RESOURCES = {"CPU": 0, "memory": 64 * 1024**2}
+# A custom resource only the head node has (init_ray declares it locally; cluster.yaml on `ray start --head`).
+TRIAL_SLOTS = "orchestrator_trial_slots"
+SLOT_UNITS = 1000.0
+
+
+def trainable_resources(slots: int | None) -> dict[str, float]:
+    """What the trainable itself reserves: no CPU, and (slots given) a share of TRIAL_SLOTS so `slots` fit.
+
+    The trial's Train workers hold its CPUs and GPUs. The coordinator lives on the
+    head (on-demand, never a spot node), so losing a worker node only costs the
+    workers, which the retry below replaces; and the shares cap how many trials run
+    at once. Tune's own max_concurrent_trials counts paused trials as running, so
+    fold-aware ASHA's pausing could deadlock it; it is the fallback on clusters
+    whose head lacks the resource (slots None).
+    """
+    if slots is None:
+        return {"CPU": 0, "memory": 64 * 1024**2}
+    share = int(1e4 * SLOT_UNITS / slots) / 1e4  # Ray keeps 4 decimals: rounding down keeps `slots` within the total
+    return {"CPU": 0, "memory": 64 * 1024**2, TRIAL_SLOTS: share}
+
+
+def is_nonfinite_loss(error: BaseException) -> bool:
+    from orchestrator.train.loop import NonFiniteLossError
+
+    failures = getattr(error, "worker_failures", {}) or {}
+    return any(isinstance(e, NonFiniteLossError) or NonFiniteLossError.__name__ in str(e) for e in failures.values())
 
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point; `config["trial"]` is a TrialConfig as a dict."""
+    from ray.train import TrainingFailedError
+
+    from orchestrator.config import TrialConfig
+    from orchestrator.train.loop import NonFiniteLossError
+
+    trial = TrialConfig.model_validate(config["trial"])
+    attempt = 0
+    while True:
+        try:
+            _trainer(trial.model_copy(update={"attempt": attempt})).fit()
+            return
+        except TrainingFailedError as error:
+            if is_nonfinite_loss(error):
+                raise NonFiniteLossError(f"{trial.trial_key}: the loss became NaN/inf (not retried: it would repeat "
+                                         f"from the same checkpoint)\n{error}") from None
+            if attempt >= trial.resources.max_failures:
+                raise
+            attempt += 1
+            print(f"{trial.trial_key}: training failed, retry {attempt}/{trial.resources.max_failures} from the "
+                  f"last checkpoint:\n{error}", file=sys.stderr, flush=True)
+
+
+def _trainer(trial: Any) -> Any:
     import ray.train
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestrator.config import TrialConfig
     from orchestrator.train.loop import CHECKPOINT_RANK, train_worker
 
-    trial = TrialConfig.model_validate(config["trial"])
     res = trial.resources
     worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_worker,
-        train_loop_config=config["trial"],
+        train_loop_config=trial.model_dump(mode="json"),
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
                                                resources_per_worker=worker),
         run_config=ray.train.RunConfig(
             name=trial.trial_key,
-            storage_path=f"{trial.storage}/trials",
+            storage_path=trial_storage(trial.storage),
             callbacks=[TuneReportCallback()],
             # keeps the best checkpoint (for predictions) and the latest (to resume)
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_RANK,
                                                          checkpoint_score_order="max"),
-            failure_config=ray.train.FailureConfig(max_failures=0),
+            failure_config=ray.train.FailureConfig(max_failures=0),  # retried above, where NaN can be told apart
         ),
     )
-    trainer.fit()
+
+
+def trial_storage(grid_storage: str) -> str:
+    """Where Train runs live: `<storage>/trials/<trial_key>`, the same for every invocation of the grid."""
+    return f"{grid_storage}/trials"

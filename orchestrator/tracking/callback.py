@@ -4,7 +4,9 @@ A trial's life in MLflow: created RUNNING at start with its tags, params and
 config; one metric batch per epoch; at the end (completed, or stopped by ASHA) a
 Ray task predicts OOF + test rows from the best checkpoint, the driver logs them
 with the checkpoint, and the run ends FINISHED (all epochs) or KILLED (stopped
-early); a trial that raised ends FAILED with its error.
+early); a trial that raised ends FAILED with its error. A trial resumed from an
+earlier invocation (`--resume`) continues its own run; epochs are the steps, so
+its metric history goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from ray.tune import Callback
 
 from orchestrator.config import TrialConfig, lookup
 from orchestrator.search.plan import PlannedTrial
-from orchestrator.train.loop import CHECKPOINT_RANK, TRIAL_DONE
+from orchestrator.search.trainable import trial_storage
+from orchestrator.train.loop import ATTEMPT, BEST_EPOCH, BEST_SCORE, TRIAL_DONE, checkpoint_dir_name
+from orchestrator.tracking.history import PriorTrial, metric_history
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
-
-CHECKPOINT_PATH = "checkpoint_path"  # the key TuneReportCallback adds to each result
-
 
 @dataclass
 class TrialRecord:
@@ -30,21 +31,32 @@ class TrialRecord:
 
     planned: PlannedTrial
     run_id: str | None = None
-    status: str = "PENDING"  # PENDING RUNNING FINISHED KILLED FAILED
+    status: str = "PENDING"  # PENDING RUNNING PAUSED FINISHED KILLED FAILED (INTERRUPTED when the driver stops)
     epochs: int = 0
     best: float | None = None
     best_checkpoint: str | None = None
     error: str | None = None
     pending_prediction: Any = None
     predictions: bool = False
+    retries: int = 0
+    reused: bool = False  # ended in an earlier invocation; not trained in this one
 
 
 class TrackingCallback(Callback):
     def __init__(self, tracker: Tracker, parent_id: str, plan: list[PlannedTrial], predict_remote: Any, progress: Any,
-                 axes: list[str] = ()):
+                 axes: list[str] = (), prior: dict[str, PriorTrial] | None = None, reuse: list[PlannedTrial] = ()):
+        """`plan`: the trials to run; `prior`: the earlier runs among them to continue; `reuse`: ended ones to report."""
         self.tracker, self.parent_id, self.predict_remote, self.progress = tracker, parent_id, predict_remote, progress
         self.axes = list(axes)  # search paths: read back from trials nobody planned ahead (searcher: optuna)
+        prior = prior or {}
         self.records = {p.key: TrialRecord(p) for p in plan}
+        for key, old in prior.items():  # continued: the run's history goes on after the last epoch it holds
+            self.records[key].run_id = old.run_id
+            self.records[key].epochs = max(metric_history(tracker, old.run_id, "val_loss"), default=0)
+        for p in reuse:
+            old = prior[p.key]
+            self.records[p.key] = TrialRecord(p, old.run_id, old.status, old.epochs, old.best, predictions=old.predictions,
+                                              reused=True)
 
     # ------------------------------------------------------------ tune hooks
 
@@ -52,6 +64,10 @@ class TrackingCallback(Callback):
         record = self._record(trial)
         cfg = record.planned.config
         record.status = "RUNNING"
+        if record.run_id is not None:  # resumed (--resume), or unpaused by fold-aware ASHA: the same run goes on
+            self.tracker.reopen_run(record.run_id, {"status": "RUNNING"})
+            self.progress.trial_started(record)
+            return
         record.run_id = self.tracker.start_run(
             cfg.trial_key, "trial", parent_id=self.parent_id,
             tags={"config_id": cfg.config_id, "fold": str(cfg.fold), "model": cfg.model.name,
@@ -64,16 +80,28 @@ class TrackingCallback(Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record = self._record(trial)
         metrics = {k: result[k] for k in METRIC_KEYS if k in result}
-        record.epochs = int(result.get("epoch", record.epochs + 1))
-        self.tracker.log_metrics(record.run_id, metrics, step=record.epochs)
-        if result.get(CHECKPOINT_RANK, -1) >= 0:  # the worker's verdict: a new best epoch
-            record.best, record.best_checkpoint = result[record.planned.config.scheduler.metric], result.get(CHECKPOINT_PATH)
-        self.progress.trial_result(record, metrics)
+        epoch = int(result.get("epoch", record.epochs + 1))
+        if epoch <= record.epochs:  # a restored trial repeats its checkpoint's epoch: logged already
+            metrics = {}
+        record.epochs = max(record.epochs, epoch)
+        self.tracker.log_metrics(record.run_id, metrics, step=epoch)
+        if result.get(BEST_EPOCH):  # the worker's verdict on which epoch is best; its checkpoint folder is named by it
+            cfg = record.planned.config
+            record.best = result[BEST_SCORE]
+            record.best_checkpoint = f"{trial_storage(cfg.storage)}/{cfg.trial_key}/{checkpoint_dir_name(int(result[BEST_EPOCH]))}"
+        if int(result.get(ATTEMPT, 0)) > record.retries:
+            record.retries = int(result[ATTEMPT])
+            self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})
+        if metrics:
+            self.progress.trial_result(record, metrics)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
         # Tune marks a scheduler STOP as `done` too; the worker says whether it ended by itself
-        record.status = "FINISHED" if trial.last_result.get(TRIAL_DONE) == 1.0 else "KILLED"
+        record.status = "FINISHED" if (trial.last_result or {}).get(TRIAL_DONE) == 1.0 else "KILLED"
+        if record.run_id is None:  # stopped before it started (fold-aware ASHA stopped its config)
+            self.on_trial_start(iteration, trials, trial)
+            record.status = "KILLED"
         if record.best_checkpoint is None:
             self._end(record)
             return
@@ -91,11 +119,21 @@ class TrackingCallback(Callback):
         self._end(record)
 
     def on_step_end(self, iteration, trials, **info):
+        for trial in trials:  # Tune has no pause hook: fold_asha pauses a fold that waits for its siblings
+            if trial.status == "PAUSED" and self._record(trial).status == "RUNNING":
+                self._record(trial).status = "PAUSED"
         self.collect_predictions(wait=False)
         self.progress.tick(self.records.values())
 
     def on_experiment_end(self, trials, **info):
         self.collect_predictions(wait=True)
+
+    def interrupt_open_runs(self) -> None:
+        """The driver is going down: open runs end KILLED, tagged INTERRUPTED (`--resume` continues them)."""
+        for record in self.records.values():
+            if record.status in ("RUNNING", "PENDING") and record.run_id is not None:
+                record.status = "INTERRUPTED"
+                self.tracker.end_run(record.run_id, "KILLED", {"status": "INTERRUPTED", "epochs": str(record.epochs)})
 
     # -------------------------------------------------------------- helpers
 

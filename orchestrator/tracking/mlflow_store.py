@@ -71,6 +71,11 @@ class Tracker:
             all_tags[PARENT] = parent_id
         return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
 
+    def reopen_run(self, run_id: str, tags: dict[str, str] | None = None) -> None:
+        """Continue an earlier run (resume): RUNNING again, same id, same history."""
+        self.client.update_run(run_id, status="RUNNING")
+        self.set_tags(run_id, tags or {})
+
     def end_run(self, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:
         self.set_tags(run_id, tags or {})
         self.client.set_terminated(run_id, status=status)

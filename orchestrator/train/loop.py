@@ -36,6 +36,19 @@ CHECKPOINT_RANK = "checkpoint_rank"
 
 
 TRIAL_DONE = "trial_done"  # 1.0 on the last report of a trial that ended by itself (all epochs, or patience)
+BEST_EPOCH = "best_epoch"  # with every report: the epoch of the best checkpoint so far (its folder name below)
+BEST_SCORE = "best_score"  # with every report: the scheduler metric at BEST_EPOCH
+ATTEMPT = "attempt"  # with every report: 0, or how many times the trial was retried from its checkpoint
+REPLAY = "replay"  # 1.0 on the report a restored trial repeats from its checkpoint (the driver may have missed it)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf: the trial fails without retries."""
+
+
+def checkpoint_dir_name(epoch: int) -> str:
+    """Checkpoint folders are named by epoch, so the best one can be found again after a resume."""
+    return f"epoch_{epoch:04d}"
 
 
 @dataclass
@@ -46,6 +59,7 @@ class Progress:
     best_score: float | None = None
     best_epoch: int = 0
     since_best: int = 0  # epochs since the last improvement (early stopping)
+    last_metrics: dict[str, Any] | None = None  # what the checkpointed epoch reported
 
     def update(self, score: float, epoch: int, mode: str, min_delta: float = 0.0) -> bool:
         """Record epoch `epoch`'s score; True when it is a new best (by more than min_delta)."""
@@ -134,14 +148,15 @@ def report(metrics: dict[str, Any], model, parts: StepParts, progress: Progress)
         return
     state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict() if parts.scheduler else {},
              "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
-             "since_best": progress.since_best}
+             "since_best": progress.since_best, "metrics": metrics}
     if parts.ema is not None:  # model.pt holds the evaluated weights; the state carries the other set
         state["other_weights"] = weight_sets(model, parts)[1].state_dict()
     if parts.scaler is not None:
         state["scaler"] = parts.scaler.state_dict()
     with tempfile.TemporaryDirectory() as folder:
         save_checkpoint(folder, weight_sets(model, parts)[0], state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+                         checkpoint_dir_name=checkpoint_dir_name(progress.next_epoch))
 
 
 def restore(model, parts: StepParts) -> Progress:
@@ -162,7 +177,22 @@ def restore(model, parts: StepParts) -> Progress:
         parts.scheduler.load_state_dict(state["scheduler"])
     if parts.scaler is not None and "scaler" in state:
         parts.scaler.load_state_dict(state["scaler"])
-    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0))
+    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
+                    state.get("metrics"))
+
+
+def replay(progress: Progress, attempt: int) -> bool:
+    """Re-report a restored checkpoint's epoch (the driver skips what it logged already); True if the trial had ended.
+
+    A driver killed after an epoch's checkpoint was saved but before it logged the
+    epoch (or predicted, after the last one) learns of it this way on --resume.
+    """
+    import ray.train
+
+    if progress.last_metrics is None:
+        return False
+    ray.train.report({**progress.last_metrics, CHECKPOINT_RANK: -1.0, REPLAY: 1.0, ATTEMPT: attempt})
+    return progress.last_metrics.get(TRIAL_DONE) == 1.0
 
 
 def should_stop(trial: TrialConfig, progress: Progress) -> bool:
@@ -191,12 +221,14 @@ def train_worker(config: dict[str, Any]) -> None:
     loss_fn = create_loss(cfg.loss, class_counts).to(device)
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
     progress = restore(model, parts)
+    if replay(progress, trial.attempt):
+        return
     for epoch in range(progress.next_epoch, cfg.epochs):
         start = time.perf_counter()
         train_loss, seen = train_one_epoch(model, loader, parts, epoch)
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
-            raise FloatingPointError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
+            raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
         metrics = evaluate(weight_sets(model, parts)[0], val_set, cfg.batch_size, device)
         if scheduler is not None:
             scheduler.step(epoch + 1, metrics[metric])
@@ -205,7 +237,8 @@ def train_worker(config: dict[str, Any]) -> None:
         metrics.update(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
                        epoch_time_s=time.perf_counter() - start,
                        images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9),
-                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0, TRIAL_DONE: float(done)})
+                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0, TRIAL_DONE: float(done),
+                          BEST_EPOCH: progress.best_epoch, BEST_SCORE: progress.best_score, ATTEMPT: trial.attempt})
         report(metrics, model, parts, progress)
         if done:
             return

@@ -148,7 +148,7 @@ def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, mo
         def get_world_rank(self):
             return 0
 
-    def fake_report(metrics, checkpoint=None):
+    def fake_report(metrics, checkpoint=None, checkpoint_dir_name=None):
         saved["dir"] = checkpoint.to_directory(str(tmp_path / "ckpt"))
 
     monkeypatch.setattr(ray.train, "get_context", lambda: Context())

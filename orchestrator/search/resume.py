@@ -1,0 +1,91 @@
+"""Which planned trials run, continue or are reused, and under which parent run.
+
+A trial's identity is its config_id (a hash of its resolved config and data)
+plus its fold, so a grid that is run again, grown by a model, a fold or a search
+value, or resumed after a crash, maps onto the trials MLflow already holds (see
+tracking/history.py for the rules).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from orchestrator.config import GridConfig
+from orchestrator.errors import InputError
+from orchestrator.search.plan import PlannedTrial
+from orchestrator.search.trainable import trial_storage
+from orchestrator.tracking.history import PriorTrial, latest_grid_run, metric_history, prior_trials
+from orchestrator.tracking.mlflow_store import Tracker, environment_tags
+
+
+@dataclass
+class Work:
+    to_run: list[PlannedTrial]
+    reused: list[PlannedTrial]  # ended in an earlier run
+    continued: dict[str, PriorTrial]  # trial key -> the unfinished run it continues (--resume)
+    prior: dict[str, PriorTrial]  # every earlier run of a planned identity
+
+    def seeds(self, tracker: Tracker, grid: GridConfig) -> dict[tuple[str, int], tuple[dict[int, float], bool]]:
+        """Earlier per-epoch scores of planned folds (and whether that fold ended), for fold_asha's rungs."""
+        if grid.scheduler.kind != "fold_asha":
+            return {}
+        keyed = {p.key: p.config for p in self.to_run + self.reused}
+        return {(keyed[key].config_id, keyed[key].fold): (metric_history(tracker, old.run_id, grid.scheduler.metric), old.ended)
+                for key, old in self.prior.items() if key in keyed and (old.ended or key in self.continued)}
+
+
+def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resume: bool) -> Work:
+    """Split the plan by what MLflow holds; clear stale checkpoints of trials that start afresh."""
+    if resume and grid.searcher == "optuna":
+        raise InputError("--resume: with searcher: optuna, TPE proposes new configs on every run, so there is "
+                         "nothing to continue; run the grid again without --resume")
+    prior = {k: v for k, v in prior_trials(tracker, grid.scheduler.metric).items() if k in {p.key for p in plan}}
+    reused = [p for p in plan if p.key in prior and prior[p.key].ended]
+    to_run = [p for p in plan if p not in reused]
+    continued = {p.key: prior[p.key] for p in to_run if resume and p.key in prior}
+    abandoned = [p for p in to_run if not resume and p.key in prior]
+    for p in abandoned:
+        tracker.end_run(prior[p.key].run_id, "KILLED", {"status": "ABANDONED"})
+    if abandoned:
+        print(f"{len(abandoned)} trial(s) of an earlier run did not end; they start afresh "
+              f"(`--resume` would continue them from their last checkpoint)", flush=True)
+    if not resume:
+        for p in to_run:
+            clear_checkpoints(p.config.storage, p.key)
+    return Work(to_run, reused, continued, prior)
+
+
+def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, work: Work, resume: bool) -> str:
+    """--resume: the grid's last parent run, reopened; otherwise a new one with the grid and data tables."""
+    if resume:
+        last = latest_grid_run(tracker)
+        if last is None:
+            raise InputError(f"--resume: grid {grid.name!r} has no earlier run in {grid.tracking.uri}; "
+                             f"run it without --resume")
+        tracker.reopen_run(last.info.run_id, {"resumed": stamp})
+        return last.info.run_id
+    total = len(work.to_run) + len(work.reused)
+    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(total), "reused": str(len(work.reused)),
+                                                                 **environment_tags()})
+    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
+    for name in ("folds.parquet", "classes.json", "test.parquet"):
+        if (prepared.data_dir / name).exists():
+            tracker.log_file(parent_id, prepared.data_dir / name, "data")
+    return parent_id
+
+
+def clear_checkpoints(storage: str, trial_key: str) -> None:
+    """Remove a trial's Train run (checkpoints and state) so a fresh start does not resume it."""
+    path = f"{trial_storage(storage)}/{trial_key}"
+    if "://" in path:
+        import pyarrow.fs
+
+        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+        if fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
+            fs.delete_dir(inner)
+    else:
+        shutil.rmtree(path, ignore_errors=True)

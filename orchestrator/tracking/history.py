@@ -1,0 +1,53 @@
+"""What earlier invocations of a grid left in MLflow: the basis of reuse and --resume.
+
+A trial identity (config_id + fold) has one child run. When a later invocation
+plans the same identity, the run decides what happens to it:
+  ended (FINISHED, or KILLED by the scheduler): reused, never trained again;
+  anything else (RUNNING under a driver that died, INTERRUPTED, FAILED):
+  `--resume` continues that run from the trial's last checkpoint; a plain run
+  starts the trial afresh in a new run and marks the old one ABANDONED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.tracking.mlflow_store import Tracker
+
+ENDED = ("FINISHED", "KILLED")
+
+
+@dataclass(frozen=True)
+class PriorTrial:
+    run_id: str
+    status: str  # the run's `status` tag: FINISHED KILLED FAILED RUNNING INTERRUPTED ABANDONED
+    epochs: int
+    best: float | None
+    predictions: bool
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ENDED
+
+
+def prior_trials(tracker: Tracker, metric: str) -> dict[str, PriorTrial]:
+    """The newest child run per trial identity in the grid's experiment (abandoned runs skipped)."""
+    found: dict[str, PriorTrial] = {}
+    for run in tracker.runs("trial", "tags.status != 'ABANDONED'"):
+        tags = run.data.tags
+        if tags.get("trial_key") in found or "trial_key" not in tags:
+            continue
+        found[tags["trial_key"]] = PriorTrial(run.info.run_id, tags.get("status", "RUNNING"), int(tags.get("epochs", 0) or 0),
+                                              run.data.metrics.get(f"best_{metric}"), tags.get("predictions") == "true")
+    return found
+
+
+def metric_history(tracker: Tracker, run_id: str, metric: str) -> dict[int, float]:
+    """{epoch: value} of one metric of a run (steps are epochs)."""
+    return {m.step: m.value for m in tracker.client.get_metric_history(run_id, metric)}
+
+
+def latest_grid_run(tracker: Tracker) -> Any | None:
+    runs = tracker.runs("grid")
+    return runs[0] if runs else None
