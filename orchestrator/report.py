@@ -35,6 +35,10 @@ class Progress:
                    f"{self.metric}={value:.4f} train_loss={metrics.get('train_loss', float('nan')):.3f} "
                    f"({metrics.get('epoch_time_s', 0):.1f}s, {metrics.get('images_per_s', 0):.0f} img/s)")
 
+    def trial_retried(self, record, epoch: int) -> None:
+        self._emit(f"{record.planned.key}: training failed; retry {record.retries}/{record.planned.config.resources.max_failures}"
+                   f" continues from the checkpoint of epoch {epoch}")
+
     def trial_ended(self, record) -> None:
         self._emit(f"{record.planned.key}: {'completed' if record.status == 'FINISHED' else 'stopped early by the scheduler'}"
                    f" after {record.epochs} epoch(s); predicting OOF + test from the best checkpoint")

@@ -79,7 +79,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     progress = Progress(trials, grid.scheduler.metric, grid.train.epochs)
     init_ray(address, verbose)
     callback = TrackingCallback(tracker, parent_id, work.to_run, predict_remote(grid.resources), progress,
-                                axes=list(grid.search), prior=work.continued, reuse=work.reused)
+                                axes=list(grid.search), continued=work.continued,
+                                reused=[(p, work.prior[p.key]) for p in work.reused])
     status = "KILLED"
     try:
         if trials:

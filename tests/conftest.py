@@ -44,6 +44,24 @@ def quickdraw_root(tmp_path_factory) -> Path:
     return root
 
 
+def quickdraw_grid(root, name: str, **overrides) -> dict:
+    grid = {
+        "name": name,
+        "seed": 7,
+        "data": {"source": "sketch_csv", "root": str(root), "image_size": 32,
+                 "folds": {"kind": "stratified", "n_splits": 3}},
+        "models": [{"name": "resnet10t"}, {"name": "test_vit"}],
+        "train": {"epochs": 3, "batch_size": 64, "optimizer": {"name": "adamw", "lr": 3.0e-3},
+                  "scheduler": {"name": "cosine", "warmup_epochs": 0}, "augment": "sketch_light",
+                  "loss": {"name": "cross_entropy", "label_smoothing": 0.1}},
+        "scheduler": {"kind": "asha", "metric": "val_acc", "mode": "max", "grace_period": 1, "reduction_factor": 3},
+        "resources": {"cpus_per_worker": 1, "workers_per_trial": 1, "max_concurrent_trials": 2},
+        "ensemble": {"top_k": 5, "method": "hill_climb", "output": "submission.csv"},
+    }
+    grid.update(overrides)
+    return grid
+
+
 @pytest.fixture
 def tiny_sketch(tmp_path) -> Path:
     """3 classes x 6 images of mixed size and mode, sketch_csv layout; tests edit it to break it."""

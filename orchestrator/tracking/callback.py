@@ -44,17 +44,16 @@ class TrialRecord:
 
 class TrackingCallback(Callback):
     def __init__(self, tracker: Tracker, parent_id: str, plan: list[PlannedTrial], predict_remote: Any, progress: Any,
-                 axes: list[str] = (), prior: dict[str, PriorTrial] | None = None, reuse: list[PlannedTrial] = ()):
-        """`plan`: the trials to run; `prior`: the earlier runs among them to continue; `reuse`: ended ones to report."""
+                 axes: list[str] = (), continued: dict[str, PriorTrial] | None = None,
+                 reused: list[tuple[PlannedTrial, PriorTrial]] = ()):
+        """`plan`: the trials to run; `continued`: the earlier runs some of them go on in; `reused`: ended ones, for the summary."""
         self.tracker, self.parent_id, self.predict_remote, self.progress = tracker, parent_id, predict_remote, progress
         self.axes = list(axes)  # search paths: read back from trials nobody planned ahead (searcher: optuna)
-        prior = prior or {}
         self.records = {p.key: TrialRecord(p) for p in plan}
-        for key, old in prior.items():  # continued: the run's history goes on after the last epoch it holds
+        for key, old in (continued or {}).items():  # the run's history goes on after the last epoch it holds
             self.records[key].run_id = old.run_id
             self.records[key].epochs = max(metric_history(tracker, old.run_id, "val_loss"), default=0)
-        for p in reuse:
-            old = prior[p.key]
+        for p, old in reused:
             self.records[p.key] = TrialRecord(p, old.run_id, old.status, old.epochs, old.best, predictions=old.predictions,
                                               reused=True)
 
@@ -92,6 +91,7 @@ class TrackingCallback(Callback):
         if int(result.get(ATTEMPT, 0)) > record.retries:
             record.retries = int(result[ATTEMPT])
             self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})
+            self.progress.trial_retried(record, epoch)
         if metrics:
             self.progress.trial_result(record, metrics)
 

@@ -12,27 +12,9 @@ import urllib.request
 import pandas as pd
 import pytest
 
-from tests.conftest import mlflow_runs, run_cli, write_grid
+from tests.conftest import mlflow_runs, quickdraw_grid, run_cli, write_grid
 
 TERMINAL = {"FINISHED", "KILLED"}
-
-
-def quickdraw_grid(root, name: str, **overrides) -> dict:
-    grid = {
-        "name": name,
-        "seed": 7,
-        "data": {"source": "sketch_csv", "root": str(root), "image_size": 32,
-                 "folds": {"kind": "stratified", "n_splits": 3}},
-        "models": [{"name": "resnet10t"}, {"name": "test_vit"}],
-        "train": {"epochs": 3, "batch_size": 64, "optimizer": {"name": "adamw", "lr": 3.0e-3},
-                  "scheduler": {"name": "cosine", "warmup_epochs": 0}, "augment": "sketch_light",
-                  "loss": {"name": "cross_entropy", "label_smoothing": 0.1}},
-        "scheduler": {"kind": "asha", "metric": "val_acc", "mode": "max", "grace_period": 1, "reduction_factor": 3},
-        "resources": {"cpus_per_worker": 1, "workers_per_trial": 1, "max_concurrent_trials": 2},
-        "ensemble": {"top_k": 5, "method": "hill_climb", "output": "submission.csv"},
-    }
-    grid.update(overrides)
-    return grid
 
 
 @pytest.mark.integration
@@ -194,8 +176,9 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
     assert children["0.001"].info.status == "FINISHED"
     from mlflow.tracking import MlflowClient
 
-    error = MlflowClient(uri).download_artifacts(children["10000000000.0"].info.run_id, "error.txt", str(tmp_path))
-    assert "train_loss is nan" in open(error).read()
+    error = open(MlflowClient(uri).download_artifacts(children["10000000000.0"].info.run_id, "error.txt", str(tmp_path))).read()
+    assert "train_loss is nan" in error and "not retried" in error  # NaN repeats from a checkpoint: no retries
+    assert "retries" not in children["10000000000.0"].data.tags
     parent = next(r for r in mlflow_runs(uri, "failing") if r.data.tags["orchestrator.role"] == "grid")
     assert parent.info.status == "FINISHED"
 

@@ -1,0 +1,132 @@
+"""Surviving faults on a real local Ray: a killed worker, a killed driver (--resume), a grown grid."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, mlflow_runs, quickdraw_grid, run_cli, write_grid
+
+
+def start_cli(module: str, *args: str, cwd: Path) -> tuple[subprocess.Popen, Path]:
+    """Start `python -m module args` in the background (its own process group); output goes to a log file."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
+    log = cwd / f"{module}.{time.monotonic_ns()}.log"
+    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=log.open("w"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    return process, log
+
+
+def wait_for(log: Path, pattern: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, log.read_text()):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"never saw {pattern!r} in {log.name}:\n{log.read_text()[-4000:]}")
+
+
+def finish(process: subprocess.Popen, log: Path, timeout: float = 600) -> str:
+    process.wait(timeout=timeout)
+    text = log.read_text()
+    print(text)
+    return text
+
+
+def trial_runs(uri: str, experiment: str) -> list:
+    return [r for r in mlflow_runs(uri, experiment) if r.data.tags["orchestrator.role"] == "trial"]
+
+
+def steps(uri: str, run_id: str, metric: str = "val_acc") -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, metric))
+
+
+@pytest.mark.integration
+def test_killed_training_worker_is_retried_from_its_checkpoint(tmp_path, quickdraw_root, report_figure):
+    """kill -9 the trial's Train worker after epoch 2: the trial continues from that checkpoint in the same run."""
+    grid = quickdraw_grid(quickdraw_root, "worker-kill", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"})
+    grid["train"]["epochs"] = 5
+    grid["data"]["folds"]["use"] = [0]
+    process, log = start_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
+    wait_for(log, r"epoch 2/5", process)
+    workers = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
+    assert workers, "no Ray Train worker process found"
+    killed_at = time.monotonic()
+    for pid in workers:
+        os.kill(int(pid), signal.SIGKILL)
+    text = finish(process, log)
+    assert process.returncode == 0, text
+    assert re.search(r"retry 1/2 continues from the checkpoint of epoch [23]", text)
+    (run,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "worker-kill")
+    assert run.info.status == "FINISHED" and run.data.tags["retries"] == "1"
+    assert steps(f"sqlite:///{tmp_path / 'mlflow.db'}", run.info.run_id) == [1, 2, 3, 4, 5]  # one continuous history
+    report_figure(f"worker kill -9 after epoch 2: retried from its checkpoint, FINISHED with epochs 1-5 logged once each; "
+                  f"{time.monotonic() - killed_at:.0f} s from the kill to the grid's exit")
+
+
+@pytest.mark.integration
+def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure):
+    """(b) kill -9 the driver mid-grid, --resume: every trial ends once, one run per identity;
+    (c) add a model and run again: only its trials train, and the ensemble sees old and new."""
+    grid = quickdraw_grid(quickdraw_root, "resume", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
+                          search={"train.optimizer.lr": {"grid": [3.0e-3, 1.0e-3]}})
+    grid["train"]["epochs"] = 3
+    grid["data"]["folds"]["use"] = [0]
+    grid["resources"]["max_concurrent_trials"] = 1
+    grid_file = write_grid(tmp_path, grid)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    process, log = start_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    wait_for(log, r"FINISHED", process)  # the first trial ended (predictions logged) ...
+    wait_for_count(log, "epoch 1/3", 2, process)  # ... and the second has a checkpoint
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {r.data.tags["trial_key"]: r.data.tags["status"] for r in trial_runs(uri, "resume")}
+    assert sorted(before.values()) == ["FINISHED", "RUNNING"], before  # the driver died before it could close the run
+
+    resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(1 reused from earlier runs, 1 continued)" in resumed.stdout
+    assert re.search(r"started again after epoch [123]", resumed.stdout)
+    runs = trial_runs(uri, "resume")
+    assert len(runs) == 2 and {r.data.tags["trial_key"] for r in runs} == set(before)  # one run per identity
+    assert all(r.info.status == "FINISHED" and r.data.tags["predictions"] == "true" for r in runs)
+    assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in runs)  # continued, never restarted or duplicated
+    parents = [r for r in mlflow_runs(uri, "resume") if r.data.tags["orchestrator.role"] == "grid"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "resumed" in parents[0].data.tags
+
+    grid["models"].append({"name": "test_vit"})
+    grown = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), "--set", "resources.max_concurrent_trials=2",
+                    cwd=tmp_path)
+    assert grown.returncode == 0, grown.stderr
+    assert "2 trials to run (2 reused from earlier runs, 0 continued)" in grown.stdout
+    runs = trial_runs(uri, "resume")
+    assert collections.Counter(r.data.tags["model"] for r in runs) == {"resnet10t": 2, "test_vit": 2}
+    assert len({r.data.tags["trial_key"] for r in runs}) == 4
+    ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
+    assert ensemble.returncode == 0, ensemble.stderr
+    assert re.search(r"of 4 members\): OOF", ensemble.stdout), ensemble.stdout  # old and new configs together
+    report_figure("driver kill -9 mid-grid + --resume: 2 identities, 2 child runs, epochs 1-3 logged once each; "
+                  "grown by a model: 2 new trials trained, 2 reused, ensemble over 4 configs")
+
+
+def wait_for_count(log: Path, text: str, count: int, process: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if log.read_text().count(text) >= count:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"never saw {text!r} {count} times in {log.name}:\n{log.read_text()[-4000:]}")
