@@ -60,7 +60,8 @@ def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[l
     axes = sorted({path for r in records for path in r.planned.searched})
     header = ["config_id", "model", "fold", "status", "epochs", f"best {metric}"] + axes
     ordered = sorted(records, key=lambda r: (r.planned.config.config_id, r.planned.config.fold))
-    rows = [[r.planned.config.config_id, r.planned.config.model.name, str(r.planned.config.fold), r.status, str(r.epochs),
+    rows = [[r.planned.config.config_id, r.planned.config.model.name, str(r.planned.config.fold),
+             r.status + (" (reused)" if r.reused else ""), str(r.epochs),
              "-" if r.best is None else f"{r.best:.4f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]
     return header, rows
 

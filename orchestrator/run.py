@@ -81,24 +81,27 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     callback = TrackingCallback(tracker, parent_id, work.to_run, predict_remote(grid.resources), progress,
                                 axes=list(grid.search), continued=work.continued,
                                 reused=[(p, work.prior[p.key]) for p in work.reused])
-    status = "KILLED"
+    finished = False
     try:
         if trials:
             run_tuner(grid, work.to_run, prepared.trial_tables, storage, callback, stamp, work.seeds(tracker, grid))
-        status = "FINISHED"
+        finished = True
     finally:
-        callback.interrupt_open_runs()
+        callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
+        interrupted = [r for r in callback.records.values() if r.status == "INTERRUPTED"]
         header, rows = summary_rows(callback.records.values(), grid.scheduler.metric)
         tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), "summary.csv")
-        tracker.end_run(parent_id, status)
+        tracker.end_run(parent_id, "FINISHED" if finished and not interrupted else "KILLED")
     print("\n" + summary_table(callback.records.values(), grid.scheduler.metric))
-    failed = [r for r in callback.records.values() if r.status == "FAILED" and not r.reused]
+    failed = [r for r in callback.records.values() if r.status == "FAILED"]
     print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
     print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
+    if interrupted:
+        print(f"interrupted: {len(interrupted)} trial(s) did not end; `--resume` continues them from their checkpoints",
+              file=sys.stderr)
     if failed:
         print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold error.txt", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
+    return EXIT_ERROR if failed or interrupted else EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,12 @@ def test_fold_use_must_exist(minimal_grid):
     assert "fold 5 does not exist" in error_of(minimal_grid)
 
 
+def test_fold_asha_needs_the_grid_searcher(minimal_grid):
+    minimal_grid.update(searcher="optuna", scheduler={"kind": "fold_asha"})
+    with pytest.raises(InputError, match="fold_asha.*searcher: optuna"):
+        parse_grid(minimal_grid)
+
+
 def test_metric_mode_mismatch(minimal_grid):
     minimal_grid["scheduler"] = {"metric": "val_loss", "mode": "max"}
     assert "set mode: min" in error_of(minimal_grid)

@@ -40,3 +40,18 @@ def test_dry_run_table_has_a_row_per_trial(minimal_grid):
     text = format_plan(plan_trials(parse_grid(minimal_grid), TABLES, "/s"))
     assert text.splitlines()[0].split() == ["#", "config_id", "fold", "model", "train.optimizer.lr"]
     assert len(text.splitlines()) == 2 + 6
+
+
+def test_identity_changes_with_the_data(minimal_grid, tiny_sketch):
+    """A fixed label (or any row) changes every config_id, so a rerun retrains instead of reusing stale trials."""
+    from orchestrator.data.prepare import data_fingerprint
+    from orchestrator.data.sources import SOURCES
+
+    grid = parse_grid(minimal_grid)
+    tables = SOURCES["sketch_csv"].load(grid.data)
+    before = data_fingerprint(tables)
+    assert before == data_fingerprint(SOURCES["sketch_csv"].load(grid.data))  # stable
+    tables.train.loc[0, "target"] = 1
+    assert data_fingerprint(tables) != before
+    ids = {plan_trials(grid, TABLES.model_copy(update={"fingerprint": f}), "/s")[0].config.config_id for f in ("a", "b")}
+    assert len(ids) == 2

@@ -1,0 +1,129 @@
+"""Full grid (fifo) vs plain ASHA vs fold-aware ASHA on the same configs x folds.
+
+Each method runs the same grid on quickdraw10 (sketch_csv JPEGs) through the real
+CLI, in its own folder (own MLflow store, own Ray storage). Printed per method:
+epochs trained, wall time, trials paused-and-resumed, the config it picks (best
+mean fold score among configs with every fold finished), that config's full-fold
+CV score as measured by the full grid, and surviving configs with a missing fold.
+
+    python benchmarks/fold_asha.py [--per-class 150] [--epochs 9] [--methods fifo asha fold_asha]
+
+Figures vary run to run: ASHA is asynchronous, so which configs reach a rung
+first decides what they are compared with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
+LRS = [1.0e-2, 3.0e-3, 1.0e-3, 3.0e-4]
+
+
+def grid(root: Path, method: str, epochs: int, slots: int) -> dict:
+    return {
+        "name": f"bench-{method}", "seed": 11,
+        "data": {"source": "sketch_csv", "root": str(root), "image_size": 32, "folds": {"kind": "stratified", "n_splits": 3}},
+        "models": [{"name": "resnet10t"}, {"name": "test_vit"}],
+        "train": {"epochs": epochs, "batch_size": 64, "optimizer": {"name": "adamw", "lr": 1.0e-3},
+                  "scheduler": {"name": "cosine", "warmup_epochs": 0}, "augment": "sketch_light"},
+        "search": {"train.optimizer.lr": {"grid": LRS}},
+        "scheduler": {"kind": method, "metric": "val_acc", "mode": "max", "grace_period": 1, "reduction_factor": 3},
+        "resources": {"cpus_per_worker": 1, "max_concurrent_trials": slots},
+    }
+
+
+def run_method(method: str, root: Path, folder: Path, epochs: int, slots: int) -> dict:
+    folder.mkdir(parents=True)
+    (folder / "grid.yaml").write_text(yaml.safe_dump(grid(root, method, epochs, slots), sort_keys=False))
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-m", "orchestrator.run", "grid.yaml"], cwd=folder, capture_output=True, text=True)
+    wall = time.monotonic() - started
+    if out.returncode != 0:
+        sys.exit(f"{method}: exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return {"wall_s": wall, "restarts": out.stdout.count("started again after epoch"), "trials": read_trials(folder, method)}
+
+
+def read_trials(folder: Path, method: str) -> list[dict]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(f"bench-{method}")
+    trials = []
+    for run in client.search_runs([experiment.experiment_id], "tags.`orchestrator.role` = 'trial'", max_results=1000):
+        tags = run.data.tags
+        trials.append({"config_id": tags["config_id"], "model": tags["model"], "fold": int(tags["fold"]),
+                       "status": tags["status"], "epochs": int(tags["epochs"]), "best": run.data.metrics.get("best_val_acc"),
+                       "lr": float(run.data.params["train.optimizer.lr"])})
+    return trials
+
+
+def by_config(trials: list[dict]) -> dict[str, list[dict]]:
+    grouped = defaultdict(list)
+    for t in trials:
+        grouped[t["config_id"]].append(t)
+    return grouped
+
+
+def summarize(method: str, result: dict, cv: dict[str, float], folds: int) -> dict:
+    configs = by_config(result["trials"])
+    complete = {c: ts for c, ts in configs.items() if len(ts) == folds and all(t["status"] == "FINISHED" for t in ts)}
+    candidates = complete or configs  # plain ASHA may leave no config with every fold finished
+    pick = max(candidates, key=lambda c: statistics.mean(t["best"] or 0 for t in candidates[c]))
+    holes = [c for c, ts in configs.items() if any(t["status"] == "FINISHED" for t in ts)
+             and any(t["status"] != "FINISHED" for t in ts)]
+    label = f"{configs[pick][0]['model']} lr={configs[pick][0]['lr']:g}"
+    return {"method": method, "epochs": sum(t["epochs"] for t in result["trials"]), "wall_s": round(result["wall_s"]),
+            "restarts": result["restarts"], "pick": label, "pick_cv": cv.get(pick), "complete_configs": len(complete),
+            "configs_with_holes": len(holes)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-class", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=9)
+    parser.add_argument("--slots", type=int, default=2, help="trials at once (max_concurrent_trials)")
+    parser.add_argument("--methods", nargs="+", default=["fifo", "asha", "fold_asha"])
+    parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here too")
+    args = parser.parse_args()
+    if "fifo" not in args.methods:
+        sys.exit("fifo must run: it measures every config's full-fold CV score")
+    from orchestrator.data.export import export_sketch_csv, quickdraw_images
+
+    work = Path(tempfile.mkdtemp(prefix="fold-asha-bench-"))
+    images, targets, classes = quickdraw_images(QUICKDRAW, per_class=args.per_class)
+    export_sketch_csv(images, targets, classes, work / "data", test_fraction=0.2, seed=0)
+    results = {}
+    for method in args.methods:
+        print(f"running {method} ...", flush=True)
+        results[method] = run_method(method, work / "data", work / method, args.epochs, args.slots)
+    cv = {c: statistics.mean(t["best"] for t in ts) for c, ts in by_config(results["fifo"]["trials"]).items()}
+    rows = [summarize(m, results[m], cv, folds=3) for m in args.methods]
+    full = rows[0]
+    print(f"\n{len(cv)} configs x 3 folds, {args.epochs} epochs, {args.slots} trials at once, quickdraw10 "
+          f"{args.per_class}/class; CV score = mean over folds of the best val_acc, from the full grid\n")
+    print(f"{'method':<10} {'epochs':>7} {'of full':>8} {'wall s':>7} {'restarts':>9}  {'pick':<22} {'pick CV':>8} "
+          f"{'gap pts':>8} {'holes':>6}")
+    for r in rows:
+        gap = 100 * (full["pick_cv"] - r["pick_cv"])
+        print(f"{r['method']:<10} {r['epochs']:>7} {r['epochs'] / full['epochs']:>8.0%} {r['wall_s']:>7} {r['restarts']:>9}  "
+              f"{r['pick']:<22} {r['pick_cv']:>8.4f} {gap:>8.2f} {r['configs_with_holes']:>6}")
+    print("\nholes: configs with some folds finished and others stopped (their OOF predictions have gaps)")
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "cv": cv}, indent=2))
+    print(f"(work folder: {work})")
+
+
+if __name__ == "__main__":
+    main()
