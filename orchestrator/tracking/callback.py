@@ -131,7 +131,7 @@ class TrackingCallback(Callback):
     def interrupt_open_runs(self) -> None:
         """The driver is going down: open runs end KILLED, tagged INTERRUPTED (`--resume` continues them)."""
         for record in self.records.values():
-            if record.status in ("RUNNING", "PENDING") and record.run_id is not None:
+            if record.status in ("RUNNING", "PAUSED", "PENDING") and record.run_id is not None:
                 record.status = "INTERRUPTED"
                 self.tracker.end_run(record.run_id, "KILLED", {"status": "INTERRUPTED", "epochs": str(record.epochs)})
 
