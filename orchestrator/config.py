@@ -352,7 +352,12 @@ class TrialConfig(Strict):
 
     @property
     def trial_key(self) -> str:
-        return f"{self.config_id}-f{self.fold}"
+        return trial_key(self.config_id, self.fold)
+
+
+def trial_key(config_id: str, fold: int) -> str:
+    """A trial's identity: its Train run's name, its MLflow run's name and tag, its Tune trial name."""
+    return f"{config_id}-f{fold}"
 
 
 def trial_skeleton(grid: GridConfig, model_index: int = 0) -> dict[str, Any]:

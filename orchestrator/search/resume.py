@@ -17,7 +17,7 @@ import yaml
 from orchestrator.config import GridConfig
 from orchestrator.errors import InputError
 from orchestrator.search.plan import PlannedTrial
-from orchestrator.search.trainable import trial_storage
+from orchestrator.search.trainable import trial_run_dir
 from orchestrator.tracking.history import PriorTrial, latest_grid_run, metric_history, prior_trials
 from orchestrator.tracking.mlflow_store import Tracker, environment_tags
 
@@ -80,7 +80,7 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
 
 def clear_checkpoints(storage: str, trial_key: str) -> None:
     """Remove a trial's Train run (checkpoints and state) so a fresh start does not resume it."""
-    path = f"{trial_storage(storage)}/{trial_key}"
+    path = trial_run_dir(storage, trial_key)
     if "://" in path:
         import pyarrow.fs
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
 from orchestrator.search.plan import PlannedTrial, fold_trials, trial_count
-from orchestrator.search.schedulers import create_scheduler
+from orchestrator.search.schedulers import create_scheduler, tune_trial_key
 from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS, run_trial, trainable_resources
 
 # Ray Train polls workers this often; each report waits for the previous poll, so
@@ -99,14 +99,9 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, s
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=scheduler,
-            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name, **search,
+            trial_name_creator=tune_trial_key, trial_dirname_creator=tune_trial_key, **search,
         ),
         run_config=tune.RunConfig(name=stamp, storage_path=f"{storage}/tune", callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),  # retries: in the trainable
     )
     return tuner.fit()
-
-
-def _trial_name(trial: Any) -> str:
-    cfg = trial.config["trial"]
-    return f"{cfg['config_id']}-f{cfg['fold']}"

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from orchestrator.config import TuneSchedulerConfig
+from orchestrator.config import TuneSchedulerConfig, trial_key
 from orchestrator.search.fold_rungs import FoldRungs, Verdict, rung_epochs
 
 TIME_ATTR = "epoch"
@@ -40,8 +40,13 @@ def create_scheduler(cfg: TuneSchedulerConfig, max_epochs: int) -> Any:
 
 
 def trial_identity(trial: Trial) -> tuple[str, int]:
+    """(config_id, fold) of a Tune trial, read from the TrialConfig dict it carries."""
     cfg = trial.config["trial"]
     return cfg["config_id"], int(cfg["fold"])
+
+
+def tune_trial_key(trial: Trial) -> str:
+    return trial_key(*trial_identity(trial))
 
 
 def config_folds(trial: Trial) -> list[int]:

@@ -97,3 +97,8 @@ def _trainer(trial: Any) -> Any:
 def trial_storage(grid_storage: str) -> str:
     """Where Train runs live: `<storage>/trials/<trial_key>`, the same for every invocation of the grid."""
     return f"{grid_storage}/trials"
+
+
+def trial_run_dir(grid_storage: str, trial_key: str) -> str:
+    """One trial's Train run folder (its checkpoints and the checkpoint manager's snapshot)."""
+    return f"{trial_storage(grid_storage)}/{trial_key}"

@@ -20,7 +20,8 @@ from ray.tune import Callback
 
 from orchestrator.config import TrialConfig, lookup
 from orchestrator.search.plan import PlannedTrial
-from orchestrator.search.trainable import trial_storage
+from orchestrator.search.schedulers import tune_trial_key
+from orchestrator.search.trainable import trial_run_dir
 from orchestrator.train.loop import ATTEMPT, BEST_EPOCH, BEST_SCORE, TRIAL_DONE, checkpoint_dir_name
 from orchestrator.tracking.history import PriorTrial, metric_history
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
@@ -87,7 +88,7 @@ class TrackingCallback(Callback):
         if result.get(BEST_EPOCH):  # the worker's verdict on which epoch is best; its checkpoint folder is named by it
             cfg = record.planned.config
             record.best = result[BEST_SCORE]
-            record.best_checkpoint = f"{trial_storage(cfg.storage)}/{cfg.trial_key}/{checkpoint_dir_name(int(result[BEST_EPOCH]))}"
+            record.best_checkpoint = f"{trial_run_dir(cfg.storage, cfg.trial_key)}/{checkpoint_dir_name(int(result[BEST_EPOCH]))}"
         if int(result.get(ATTEMPT, 0)) > record.retries:
             record.retries = int(result[ATTEMPT])
             self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})
@@ -173,8 +174,7 @@ class TrackingCallback(Callback):
         self.progress.trial_closed(record)
 
     def _record(self, trial: Any) -> TrialRecord:
-        cfg = trial.config["trial"]
-        key = f"{cfg['config_id']}-f{cfg['fold']}"
+        cfg, key = trial.config["trial"], tune_trial_key(trial)
         if key not in self.records:  # proposed during the run by a searcher
             searched = {path: lookup(cfg, path, where=path) for path in self.axes}
             self.records[key] = TrialRecord(PlannedTrial(TrialConfig.model_validate(cfg), searched))
