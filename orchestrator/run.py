@@ -43,7 +43,7 @@ def dry_run(grid: GridConfig) -> int:
         note = f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, " \
                f"{0 if tables.test is None else len(tables.test)} test rows"
     tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes, fingerprint=fingerprint)
-    plan = plan_trials(grid, tables, str(grid_storage(grid)))
+    plan = plan_trials(grid, tables, grid_storage(grid))
     if grid.searcher == "optuna":
         axes = ", ".join([*grid.search, *(["model"] if len(grid.models) > 1 else [])]) or "(no axes)"
         print(f"optuna TPE (seed {grid.seed}) proposes {grid.num_samples} configs over: {axes}; each trains "
@@ -67,7 +67,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    storage = str(grid_storage(grid))
+    storage = grid_storage(grid)
     plan = plan_trials(grid, prepared.trial_tables, storage)
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     work = sort_out(grid, plan, tracker, resume)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from orchestrator import storage
 from orchestrator.config import GridConfig, TrialTables
 from orchestrator.data.folds import assign_folds
 from orchestrator.data.sources import SOURCES, DataTables
@@ -15,14 +14,13 @@ from orchestrator.data.sources import SOURCES, DataTables
 
 @dataclass
 class PreparedData:
-    tables: DataTables
+    tables: DataTables  # train with its fold column
     trial_tables: TrialTables
-    data_dir: Path  # holds folds.parquet, test.parquet, classes.json
 
 
-def grid_storage(grid: GridConfig) -> Path:
-    """Absolute storage folder of this grid (Ray results, fold tables)."""
-    return Path(os.path.abspath(grid.tracking.storage)) / grid.name
+def grid_storage(grid: GridConfig) -> str:
+    """This grid's storage folder or URI (Ray results, fold tables): `<tracking.storage>/<grid name>`."""
+    return f"{storage.resolve(grid.tracking.storage)}/{grid.name}"
 
 
 def data_fingerprint(tables: DataTables) -> str:
@@ -42,15 +40,13 @@ def prepare_data(grid: GridConfig) -> PreparedData:
     tables = SOURCES[grid.data.source].load(grid.data)
     train = tables.train.copy()
     train["fold"] = assign_folds(train, grid.data.folds, grid.seed)
-    data_dir = grid_storage(grid) / "data"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    folds_path = data_dir / "folds.parquet"
-    train.to_parquet(folds_path, index=False)
+    data_dir = f"{grid_storage(grid)}/data"  # trials on every node read these
+    folds_path = f"{data_dir}/folds.parquet"
+    storage.write_parquet(train, folds_path)
     test_path = None
     if tables.test is not None:
-        test_path = data_dir / "test.parquet"
-        tables.test.to_parquet(test_path, index=False)
-    (data_dir / "classes.json").write_text(json.dumps(tables.classes))
-    trial_tables = TrialTables(folds_path=str(folds_path), test_path=str(test_path) if test_path else None,
+        test_path = f"{data_dir}/test.parquet"
+        storage.write_parquet(tables.test, test_path)
+    trial_tables = TrialTables(folds_path=folds_path, test_path=test_path,
                                num_classes=len(tables.classes), fingerprint=data_fingerprint(tables))
-    return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables, data_dir)
+    return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables)

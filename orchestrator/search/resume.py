@@ -8,7 +8,7 @@ tracking/history.py for the rules).
 
 from __future__ import annotations
 
-import shutil
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ import yaml
 from orchestrator.config import GridConfig
 from orchestrator.errors import InputError
 from orchestrator.search.plan import PlannedTrial
+from orchestrator.storage import remove_tree
 from orchestrator.search.trainable import trial_run_dir
 from orchestrator.tracking.history import PriorTrial, latest_grid_run, metric_history, prior_trials
 from orchestrator.tracking.mlflow_store import Tracker, environment_tags
@@ -72,20 +73,12 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
     parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(total), "reused": str(len(work.reused)),
                                                                  **environment_tags()})
     tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
-    for name in ("folds.parquet", "classes.json", "test.parquet"):
-        if (prepared.data_dir / name).exists():
-            tracker.log_file(parent_id, prepared.data_dir / name, "data")
+    tables = prepared.tables
+    tracker.log_frames(parent_id, {"folds": tables.train, **({"test": tables.test} if tables.test is not None else {})}, "data")
+    tracker.log_text(parent_id, json.dumps(tables.classes), "data/classes.json")
     return parent_id
 
 
 def clear_checkpoints(storage: str, trial_key: str) -> None:
     """Remove a trial's Train run (checkpoints and state) so a fresh start does not resume it."""
-    path = trial_run_dir(storage, trial_key)
-    if "://" in path:
-        import pyarrow.fs
-
-        fs, inner = pyarrow.fs.FileSystem.from_uri(path)
-        if fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
-            fs.delete_dir(inner)
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+    remove_tree(trial_run_dir(storage, trial_key))

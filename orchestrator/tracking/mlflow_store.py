@@ -107,13 +107,13 @@ class Tracker:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
-    def log_frames(self, run_id: str, frames: dict[str, pd.DataFrame]) -> None:
-        """Each frame as `<name>.parquet` at the run's artifact root."""
-        with tempfile.TemporaryDirectory() as folder:
+    def log_frames(self, run_id: str, frames: dict[str, pd.DataFrame], folder: str | None = None) -> None:
+        """Each frame as `<name>.parquet` in the run's artifact `folder` (default: its root)."""
+        with tempfile.TemporaryDirectory() as local:
             for name, frame in frames.items():
-                path = Path(folder) / f"{name}.parquet"
+                path = Path(local) / f"{name}.parquet"
                 frame.to_parquet(path, index=False)
-                self.log_file(run_id, path)
+                self.log_file(run_id, path, folder)
 
     def log_figure(self, run_id: str, figure: Any, name: str) -> None:
         self.client.log_figure(run_id, figure, name)

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from orchestrator.config import TrialConfig
 from orchestrator.data.dataset import ImageDataset
+from orchestrator.storage import read_parquet
 from orchestrator.data.transforms import build_transforms
 from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
 from orchestrator.train.losses import create_loss
@@ -39,6 +39,7 @@ TRIAL_DONE = "trial_done"  # 1.0 on the last report of a trial that ended by its
 BEST_EPOCH = "best_epoch"  # with every report: the epoch of the best checkpoint so far (its folder name below)
 BEST_SCORE = "best_score"  # with every report: the scheduler metric at BEST_EPOCH
 ATTEMPT = "attempt"  # with every report: 0, or how many times the trial was retried from its checkpoint
+WORKER_NODE = "worker_node"  # with every report: "<ip>/<node id prefix>" of the rank-0 worker (tag `nodes` in MLflow)
 REPLAY = "replay"  # 1.0 on the report a restored trial repeats from its checkpoint (the driver may have missed it)
 
 
@@ -88,7 +89,7 @@ def make_loaders(trial: TrialConfig, model: torch.nn.Module):
     """(train loader, val dataset, training rows per class) for the trial's fold; train batches shard across workers."""
     import ray.train.torch
 
-    rows = pd.read_parquet(trial.tables.folds_path)
+    rows = read_parquet(trial.tables.folds_path)
     train_rows, val_rows = rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold]
     train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model), invert=trial.data.invert)
     train_set = ImageDataset(train_rows["image_path"].tolist(), train_rows["target"].tolist(), train_tf)
@@ -191,8 +192,16 @@ def replay(progress: Progress, attempt: int) -> bool:
 
     if progress.last_metrics is None:
         return False
-    ray.train.report({**progress.last_metrics, CHECKPOINT_RANK: -1.0, REPLAY: 1.0, ATTEMPT: attempt})
+    ray.train.report({**progress.last_metrics, CHECKPOINT_RANK: -1.0, REPLAY: 1.0, ATTEMPT: attempt,
+                      WORKER_NODE: worker_node()})
     return progress.last_metrics.get(TRIAL_DONE) == 1.0
+
+
+def worker_node() -> str:
+    """This worker's node as "<ip>/<first 8 hex of the node id>": the IP for people, the id for nodes sharing one."""
+    import ray
+
+    return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
 def should_stop(trial: TrialConfig, progress: Progress) -> bool:
@@ -221,6 +230,7 @@ def train_worker(config: dict[str, Any]) -> None:
     loss_fn = create_loss(cfg.loss, class_counts).to(device)
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
     progress = restore(model, parts)
+    node = worker_node()
     if replay(progress, trial.attempt):
         return
     for epoch in range(progress.next_epoch, cfg.epochs):
@@ -238,7 +248,8 @@ def train_worker(config: dict[str, Any]) -> None:
                        epoch_time_s=time.perf_counter() - start,
                        images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9),
                        **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0, TRIAL_DONE: float(done),
-                          BEST_EPOCH: progress.best_epoch, BEST_SCORE: progress.best_score, ATTEMPT: trial.attempt})
+                          BEST_EPOCH: progress.best_epoch, BEST_SCORE: progress.best_score, ATTEMPT: trial.attempt,
+                          WORKER_NODE: node})
         report(metrics, model, parts, progress)
         if done:
             return

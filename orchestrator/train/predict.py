@@ -8,6 +8,7 @@ import torch
 
 from orchestrator.config import TrialConfig, TtaConfig
 from orchestrator.data.dataset import ImageDataset
+from orchestrator.storage import read_parquet
 
 
 @torch.no_grad()
@@ -91,7 +92,7 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
         loader = torch.utils.data.DataLoader(ImageDataset(paths, None, eval_tf), batch_size=trial.train.batch_size * 2)
         return predict_probs(model, loader, device, tta)
 
-    rows = pd.read_parquet(trial.tables.folds_path)
+    rows = read_parquet(trial.tables.folds_path)
     val = rows[rows["fold"] == trial.fold]
     targets = val["target"].to_numpy()
     oof = run(val["image_path"].tolist(), None)
@@ -102,7 +103,7 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
     out = {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
            "metrics": metrics}
     if trial.tables.test_path:
-        test = pd.read_parquet(trial.tables.test_path)
+        test = read_parquet(trial.tables.test_path)
         out["test"] = probs_frame(run(test["image_path"].tolist(), trial.tta), row_id=test["row_id"].to_numpy(),
                                   image_path=test["rel_path"].to_numpy())
     return out
