@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ray.tune import Callback
@@ -22,7 +22,7 @@ from orchestrator.config import TrialConfig, lookup
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.search.schedulers import tune_trial_key
 from orchestrator.search.trainable import trial_run_dir
-from orchestrator.train.loop import ATTEMPT, BEST_EPOCH, BEST_SCORE, TRIAL_DONE, checkpoint_dir_name
+from orchestrator.train.loop import ATTEMPT, BEST_EPOCH, BEST_SCORE, TRIAL_DONE, WORKER_NODE, checkpoint_dir_name
 from orchestrator.tracking.history import PriorTrial, metric_history
 from orchestrator.tracking.mlflow_store import METRIC_KEYS, Tracker, environment_tags, flatten
 
@@ -40,6 +40,7 @@ class TrialRecord:
     pending_prediction: Any = None
     predictions: bool = False
     retries: int = 0
+    nodes: list[str] = field(default_factory=list)  # where its rank-0 worker ran, in order (a retry may move it)
     reused: bool = False  # ended in an earlier invocation; not trained in this one
 
 
@@ -93,6 +94,9 @@ class TrackingCallback(Callback):
             record.retries = int(result[ATTEMPT])
             self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})
             self.progress.trial_retried(record, epoch)
+        if result.get(WORKER_NODE) and result[WORKER_NODE] not in record.nodes:
+            record.nodes.append(result[WORKER_NODE])
+            self.tracker.set_tags(record.run_id, {"nodes": ",".join(record.nodes)})
         if metrics:
             self.progress.trial_result(record, metrics)
 
