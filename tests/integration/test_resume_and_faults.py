@@ -55,29 +55,6 @@ def steps(uri: str, run_id: str, metric: str = "val_acc") -> list[int]:
 
 
 @pytest.mark.integration
-def test_killed_training_worker_is_retried_from_its_checkpoint(tmp_path, quickdraw_root, report_figure):
-    """kill -9 the trial's Train worker after epoch 2: the trial continues from that checkpoint in the same run."""
-    grid = quickdraw_grid(quickdraw_root, "worker-kill", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"})
-    grid["train"]["epochs"] = 5
-    grid["data"]["folds"]["use"] = [0]
-    process, log = start_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
-    wait_for(log, r"epoch 2/5", process)
-    workers = subprocess.run(["pgrep", "-f", "ray::RayTrainWorker"], capture_output=True, text=True).stdout.split()
-    assert workers, "no Ray Train worker process found"
-    killed_at = time.monotonic()
-    for pid in workers:
-        os.kill(int(pid), signal.SIGKILL)
-    text = finish(process, log)
-    assert process.returncode == 0, text
-    assert re.search(r"retry 1/2 continues from the checkpoint of epoch [23]", text)
-    (run,) = trial_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "worker-kill")
-    assert run.info.status == "FINISHED" and run.data.tags["retries"] == "1"
-    assert steps(f"sqlite:///{tmp_path / 'mlflow.db'}", run.info.run_id) == [1, 2, 3, 4, 5]  # one continuous history
-    report_figure(f"worker kill -9 after epoch 2: retried from its checkpoint, FINISHED with epochs 1-5 logged once each; "
-                  f"{time.monotonic() - killed_at:.0f} s from the kill to the grid's exit")
-
-
-@pytest.mark.integration
 def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure):
     """(b) kill -9 the driver mid-grid, --resume: every trial ends once, one run per identity;
     (c) add a model and run again: only its trials train, and the ensemble sees old and new."""
