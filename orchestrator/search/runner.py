@@ -20,6 +20,7 @@ DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2"}
 
 
 def init_ray(address: str | None, verbose: bool) -> None:
+    """Start local Ray, or join a cluster (address, or RAY_ADDRESS)."""
     import ray
 
     env = {k: os.environ.get(k, v) for k, v in RAY_ENV.items()}
@@ -32,16 +33,44 @@ def init_ray(address: str | None, verbose: bool) -> None:
              include_dashboard=None, configure_logging=True, logging_level="WARNING")
 
 
-def concurrent_trials(res: ResourcesConfig) -> int:
-    """How many trials fit the cluster at once (each trial holds workers_per_trial workers)."""
-    import ray
+def autoscaler_full_size() -> dict[str, float]:
+    """The cluster's resources at its largest, as its autoscaler reported them to Ray; empty without one.
 
-    total = ray.cluster_resources()
-    fits = [total.get("CPU", 0) / (res.cpus_per_worker * res.workers_per_trial)]
+    (A private Ray call, the one Ray Train and Ray Data size themselves by; an
+    unbounded node group counts as unknown.)
+    """
+    import sys
+
+    try:
+        from ray._private.state import state
+
+        grown = state.get_max_resources_from_cluster_config() or {}
+    except Exception:  # noqa: BLE001 - an older or newer Ray without it: plan for the nodes up now
+        return {}
+    return {key: float(value) for key, value in grown.items() if value < sys.maxsize}
+
+
+def concurrent_trials(res: ResourcesConfig, totals: dict[str, float]) -> int:
+    """How many trials fit `totals` (CPU, GPU) at once; each trial holds workers_per_trial workers."""
+    fits = [totals.get("CPU", 0) / (res.cpus_per_worker * res.workers_per_trial)]
     if res.gpus_per_worker:
-        fits.append(total.get("GPU", 0) / (res.gpus_per_worker * res.workers_per_trial))
+        fits.append(totals.get("GPU", 0) / (res.gpus_per_worker * res.workers_per_trial))
     capacity = max(1, math.floor(min(fits) + 1e-9))
     return min(capacity, res.max_concurrent_trials) if res.max_concurrent_trials else capacity
+
+
+def cluster_totals() -> tuple[dict[str, float], bool]:
+    """CPUs and GPUs to plan trials for, and whether that is the autoscaler's full size.
+
+    Trials waiting for resources are what make an autoscaler add nodes, so on a
+    cluster that can grow the count is taken at full size, not from the nodes up
+    now (a fresh `ray up` has no GPU at all).
+    """
+    import ray
+
+    now, grown = ray.cluster_resources(), autoscaler_full_size()
+    totals = {key: max(now.get(key, 0), grown.get(key, 0)) for key in ("CPU", "GPU")}
+    return totals, any(grown.get(key, 0) > now.get(key, 0) for key in totals)
 
 
 def predict_remote(res: ResourcesConfig):
@@ -71,7 +100,11 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, s
 
     import ray
 
-    slots = concurrent_trials(grid.resources)
+    totals, grows = cluster_totals()
+    slots = concurrent_trials(grid.resources, totals)
+    if grows:
+        print(f"the autoscaler can grow this cluster to {totals['CPU']:g} CPUs and {totals['GPU']:g} GPUs: "
+              f"{slots} trials at once, the nodes come as trials wait for them", flush=True)
     own_slots = ray.cluster_resources().get(TRIAL_SLOTS, 0) >= SLOT_UNITS
     if not own_slots:
         print(f"note: this cluster's head has no {TRIAL_SLOTS!r} resource (cluster.yaml declares it), so Tune's "
