@@ -55,6 +55,7 @@ class TrackingCallback(Callback):
         for key, old in (continued or {}).items():  # the run's history goes on after the last epoch it holds
             self.records[key].run_id = old.run_id
             self.records[key].epochs = max(metric_history(tracker, old.run_id, "val_loss"), default=0)
+            self.records[key].nodes = list(old.nodes)
         for p, old in reused:
             self.records[p.key] = TrialRecord(p, old.run_id, old.status, old.epochs, old.best, predictions=old.predictions,
                                               reused=True)

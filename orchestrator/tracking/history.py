@@ -25,6 +25,7 @@ class PriorTrial:
     epochs: int
     best: float | None
     predictions: bool
+    nodes: tuple[str, ...] = ()  # the run's `nodes` tag: where it ran so far
 
     @property
     def ended(self) -> bool:
@@ -39,7 +40,8 @@ def prior_trials(tracker: Tracker, metric: str) -> dict[str, PriorTrial]:
         if tags.get("trial_key") in found or "trial_key" not in tags:
             continue
         found[tags["trial_key"]] = PriorTrial(run.info.run_id, tags.get("status", "RUNNING"), int(tags.get("epochs", 0) or 0),
-                                              run.data.metrics.get(f"best_{metric}"), tags.get("predictions") == "true")
+                                              run.data.metrics.get(f"best_{metric}"), tags.get("predictions") == "true",
+                                              tuple(filter(None, tags.get("nodes", "").split(","))))
     return found
 
 

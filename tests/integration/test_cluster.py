@@ -75,3 +75,4 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path, quickdraw_roo
                       f"node kill to the grid's exit")
     finally:
         cluster.shutdown()
+
