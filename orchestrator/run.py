@@ -59,6 +59,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.data.prepare import grid_storage, prepare_data
     from orchestrator.report import Progress, summary_rows, summary_table
     from orchestrator.search.plan import plan_trials, trial_count
+    from orchestrator.search.preflight import check_shared_paths
     from orchestrator.search.resume import open_parent, sort_out
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner
     from orchestrator.tracking.callback import TrackingCallback
@@ -84,6 +85,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     finished = False
     try:
         if trials:
+            check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root)})
             run_tuner(grid, work.to_run, prepared.trial_tables, storage, callback, stamp, work.seeds(tracker, grid))
         finished = True
     finally:

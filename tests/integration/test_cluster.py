@@ -28,6 +28,25 @@ def wait_for_run_at_epoch(uri: str, experiment: str, epoch: int, process, timeou
     pytest.fail(f"no trial reached epoch {epoch} (driver exit code {process.poll()})")
 
 
+def missing_paths_are_named_per_node(address: str, tmp_path, workers: int) -> None:
+    """The preflight asks every node; on one machine a path is there for all or none, so test both."""
+    import ray
+
+    from orchestrator.errors import InputError
+    from orchestrator.search.preflight import check_shared_paths, missing_on_nodes
+
+    ray.init(address=address)
+    try:
+        paths = {"tracking.storage": str(tmp_path), "data.root": str(tmp_path / "not-copied")}
+        missing = missing_on_nodes(paths)
+        assert list(missing) == ["data.root"] and len(missing["data.root"]) == 1 + workers  # the head and each worker
+        with pytest.raises(InputError, match=r"data.root=.*not-copied does not exist on node\(s\) .*NFS"):
+            check_shared_paths(paths)
+        assert missing_on_nodes({"tracking.storage": "s3://bucket/ray_results"}) == {}  # URIs: not a node's business
+    finally:
+        ray.shutdown()
+
+
 @pytest.mark.integration
 def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path, quickdraw_root, report_figure, monkeypatch):
     """Head (0 CPUs, the trial slots) + 2 one-CPU worker nodes; the node of a running trial is killed after epoch 2.
@@ -70,6 +89,7 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path, quickdraw_roo
         assert len(moved.data.tags["nodes"].split(",")) == 2  # retried on the surviving node, from its checkpoint
         assert re.search(r"retry 1/2 continues from the checkpoint of epoch [23]", text)
         assert (tmp_path / "shared" / "multi-node" / "data" / "folds.parquet").is_file()
+        missing_paths_are_named_per_node(cluster.address, tmp_path, len(cluster.worker_nodes))
         report_figure(f"multi-node: 2 trials on 2 nodes; node of one killed after epoch 2, retried on the other from its "
                       f"checkpoint, both FINISHED with epochs 1-4 once; {time.monotonic() - killed_at:.0f} s from the "
                       f"node kill to the grid's exit")

@@ -87,6 +87,8 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
     grid["data"]["folds"]["use"] = [0, 1]
     write_grid(tmp_path, grid)
 
+    from mlflow.tracking import MlflowClient
+
     started = time.monotonic()
     up = ray_cli("up", "-y", "--no-config-cache", str(cluster), cwd=REPO)
     try:
@@ -102,7 +104,13 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
         roles = sorted(r.data.tags["orchestrator.role"] for r in runs)
         assert roles == ["ensemble", "grid", "trial", "trial"]
         assert all(r.info.status == "FINISHED" for r in runs)
-        assert (tmp_path / "mlflow" / "artifacts").is_dir() and (tmp_path / "submission.csv").is_file()
+        client = MlflowClient(uri)
+        for trial in (r for r in runs if r.data.tags["orchestrator.role"] == "trial"):  # served by the head's server
+            assert {"oof.parquet", "test.parquet", "checkpoint", "confusion_matrix.png", "trial_config.json"} <= \
+                {a.path for a in client.list_artifacts(trial.info.run_id)}
+        stored = {p.name for p in (tmp_path / "mlflow" / "artifacts").rglob("*") if p.is_file()}
+        assert {"oof.parquet", "model.pt", "folds.parquet", "submission.csv"} <= stored  # in its artifact store
+        assert (tmp_path / "submission.csv").is_file()
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
         stop = ray_cli("exec", str(cluster), f"python -m orchestrator.tracking.server stop --state-dir {tmp_path / 'mlflow'}",
                        cwd=REPO)
