@@ -25,7 +25,7 @@ def resolve(path: str) -> str:
 def _open(path: str):
     import pyarrow.fs
 
-    return pyarrow.fs.FileSystem.from_uri(path if is_uri(path) else os.path.abspath(path))
+    return pyarrow.fs.FileSystem.from_uri(resolve(path))
 
 
 def write_parquet(frame: pd.DataFrame, path: str) -> None:

@@ -31,10 +31,11 @@ def trainable_resources(slots: int | None) -> dict[str, float]:
     fold-aware ASHA's pausing could deadlock it; it is the fallback on clusters
     whose head lacks the resource (slots None).
     """
+    coordinator = {"CPU": 0, "memory": 64 * 1024**2}
     if slots is None:
-        return {"CPU": 0, "memory": 64 * 1024**2}
+        return coordinator
     share = int(1e4 * SLOT_UNITS / slots) / 1e4  # Ray keeps 4 decimals: rounding down keeps `slots` within the total
-    return {"CPU": 0, "memory": 64 * 1024**2, TRIAL_SLOTS: share}
+    return {**coordinator, TRIAL_SLOTS: share}
 
 
 def is_nonfinite_loss(error: BaseException) -> bool:

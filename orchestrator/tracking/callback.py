@@ -201,8 +201,9 @@ def _local_model_file(checkpoint_path: str) -> str:
 
     import ray.train
 
+    from orchestrator.storage import is_uri
     from orchestrator.train.checkpoint import MODEL_FILE
 
     checkpoint = ray.train.Checkpoint(checkpoint_path)
-    local = checkpoint.to_directory(tempfile.mkdtemp()) if "://" in checkpoint_path else checkpoint_path
+    local = checkpoint.to_directory(tempfile.mkdtemp()) if is_uri(checkpoint_path) else checkpoint_path
     return f"{local}/{MODEL_FILE}"
