@@ -48,7 +48,7 @@ def run_method(method: str, root: Path, folder: Path, epochs: int, slots: int) -
     folder.mkdir(parents=True)
     (folder / "grid.yaml").write_text(yaml.safe_dump(grid(root, method, epochs, slots), sort_keys=False))
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-m", "orchestrator.run", "grid.yaml"], cwd=folder, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "orchestrator.run", "grid.yaml"], cwd=folder, capture_output=True, text=True, check=False)
     wall = time.monotonic() - started
     if out.returncode != 0:
         sys.exit(f"{method}: exit {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")

@@ -1,7 +1,7 @@
 """The trial's training step and prediction on a GPU, without Ray: what a GPU worker runs between reports.
 
-Runs the same code as a Train worker (build_parts, train_one_epoch, predict_probs
-with TTA, the checkpoint round trip) on quickdraw10 JPEGs, for each precision
+Runs the same code as a Train worker (build_trial, build_parts, train_one_epoch,
+predict_probs with TTA, the checkpoint round trip) on quickdraw10 JPEGs, for each precision
 setting, and prints images/s of the second epoch plus validation accuracy.
 
     python benchmarks/gpu_step.py [--quickdraw DIR] [--model resnet18] [--image-size 64] [--batch 256]
@@ -28,43 +28,42 @@ SETTINGS = {  # name -> TrainConfig overrides
 }
 
 
-def loaders(root: Path, image_size: int, batch: int, model, workers: int):
-    import pandas as pd
+def trial_config(args, root: Path, storage: str, overrides: dict):
+    """The TrialConfig a grid with this setting plans for fold 0 (a 20% holdout) of the exported JPEGs."""
+    from orchestrator.config import parse_grid
+    from orchestrator.data.prepare import prepare_data
+    from orchestrator.search.plan import plan_trials
 
-    from orchestrator.data.dataset import ImageDataset
-    from orchestrator.data.transforms import build_transforms
-    from orchestrator.train.models import normalization
-
-    rows = pd.read_csv(root / "train.csv")
-    rows["image_path"] = [str(root / "train" / p) for p in rows["image_path"]]
-    val = rows.sample(frac=0.2, random_state=0)
-    train = rows.drop(val.index)
-    train_tf, eval_tf = build_transforms("sketch_light", image_size, *normalization(model))
-    make = lambda frame, tf, **kw: torch.utils.data.DataLoader(  # noqa: E731
-        ImageDataset(frame["image_path"].tolist(), frame["target"].tolist(), tf), batch_size=batch, num_workers=workers,
-        pin_memory=True, persistent_workers=True, **kw)
-    return make(train, train_tf, shuffle=True, drop_last=True), make(val, eval_tf), val["target"].to_numpy()
+    grid = parse_grid({
+        "name": "gpu-step", "seed": 0, "models": [{"name": args.model}],
+        "data": {"source": "sketch_csv", "root": str(root), "image_size": args.image_size, "loader_workers": args.workers,
+                 "folds": {"kind": "holdout", "n_splits": 5}},
+        "train": {"epochs": args.epochs, "batch_size": args.batch, "optimizer": {"name": "adamw", "lr": 2e-3},
+                  "augment": "sketch_light", **overrides},
+        "tracking": {"storage": storage},
+    })
+    return plan_trials(grid, prepare_data(grid).trial_tables)[0].config
 
 
 def run_setting(name: str, overrides: dict, args, root: Path, device: torch.device) -> str:
-    from orchestrator.config import TrainConfig, TtaConfig
+    """The Train worker's steps (build_trial, build_parts, train_one_epoch), then predict_probs with TTA."""
+    from orchestrator.config import TtaConfig
     from orchestrator.train.checkpoint import load_weights, save_checkpoint
     from orchestrator.train.losses import create_loss
     from orchestrator.train.models import create_model
     from orchestrator.train.optim import create_lr_scheduler, create_optimizer
     from orchestrator.train.predict import predict_probs
+    from orchestrator.train.setup import build_trial
     from orchestrator.train.step import build_parts, train_one_epoch, updates_per_epoch
 
     torch.manual_seed(0)
-    cfg = TrainConfig.model_validate({"epochs": args.epochs, "batch_size": args.batch, "optimizer": {"name": "adamw", "lr": 2e-3},
-                                      **overrides})
-    model = create_model(args.model, 10).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    train, val, targets = loaders(root, args.image_size, args.batch, model, args.workers)
+    trial = trial_config(args, root, tempfile.mkdtemp(), overrides)
+    cfg, setup = trial.train, build_trial(trial)
+    model = setup.model.to(device)
+    train, val, targets = setup.train_loader(), setup.eval_loader(setup.val_rows), setup.val_rows["target"].to_numpy()
     optimizer = create_optimizer(model, cfg.optimizer)
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(train), 1), "max")
-    parts = build_parts(cfg, model, optimizer, scheduler, create_loss(cfg.loss, np.ones(10)).to(device), device, 10)
+    parts = build_parts(cfg, model, optimizer, scheduler, create_loss(cfg.loss, setup.class_counts()).to(device), device, 10)
     rates = []
     for epoch in range(cfg.epochs):
         torch.cuda.synchronize() if device.type == "cuda" else None

@@ -9,7 +9,7 @@ from Tune as a plain dict and validate it back into `TrialConfig`.
 from __future__ import annotations
 
 import difflib
-import importlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -17,19 +17,48 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrator.errors import InputError
+from orchestrator.layout import GridLayout
+from orchestrator.protocol import EpochReport
 
 
-def _in_registry(module: str, registry: str, what: str):
-    """A field validator: the value must be a key of `module.registry` (imported lazily:
-    the registries import this module); the error lists the valid names."""
+def _in_registry(names: Callable[[], Any], what: str):
+    """A field validator: the value must be a key of the registry `names()` returns; the error lists the valid names.
+
+    (`names` imports the registry when a grid is validated, not when this module is:
+    the registries' modules use this one's types.)
+    """
 
     def check(cls, value: str) -> str:
-        names = getattr(importlib.import_module(module), registry)
-        if value not in names:
-            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(names))}")
+        valid = names()
+        if value not in valid:
+            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(valid))}")
         return value
 
     return check
+
+
+def _sources() -> dict[str, Any]:
+    from orchestrator.data.sources import SOURCES
+
+    return SOURCES
+
+
+def _optimizers() -> dict[str, Any]:
+    from orchestrator.train.optim import OPTIMIZERS
+
+    return OPTIMIZERS
+
+
+def _lr_schedulers() -> dict[str, Any]:
+    from orchestrator.train.optim import LR_SCHEDULERS
+
+    return LR_SCHEDULERS
+
+
+def _losses() -> dict[str, Any]:
+    from orchestrator.train.losses import LOSSES
+
+    return LOSSES
 
 
 class Strict(BaseModel):
@@ -72,7 +101,7 @@ class DataConfig(Strict):
     test_root: Path | None = None  # image_folder only: a flat folder of test images
     loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
 
-    _check_source = field_validator("source")(_in_registry("orchestrator.data.sources", "SOURCES", "data source"))
+    _check_source = field_validator("source")(_in_registry(_sources, "data source"))
 
     @field_validator("age_bins")
     @classmethod
@@ -84,9 +113,7 @@ class DataConfig(Strict):
     @model_validator(mode="after")
     def _source_fold_kind(self) -> DataConfig:
         """A source whose rows come in groups (mask: persons) fixes the fold kind that keeps them apart."""
-        from orchestrator.data.sources import SOURCES
-
-        required = SOURCES[self.source].fold_kind
+        required = _sources()[self.source].fold_kind
         if required is not None:
             if "kind" not in self.folds.model_fields_set:
                 self.folds = self.folds.model_copy(update={"kind": required})
@@ -120,7 +147,7 @@ class OptimizerConfig(Strict):
     weight_decay: float = Field(0.05, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
 
-    _check_name = field_validator("name")(_in_registry("orchestrator.train.optim", "OPTIMIZERS", "optimizer"))
+    _check_name = field_validator("name")(_in_registry(_optimizers, "optimizer"))
 
 
 class LRSchedulerConfig(Strict):
@@ -132,7 +159,7 @@ class LRSchedulerConfig(Strict):
     decay_rate: float = Field(0.1, gt=0, le=1)  # step, plateau: multiply the lr by this
     patience_epochs: int = Field(2, ge=0)  # plateau: epochs without improvement before a decay
 
-    _check_name = field_validator("name")(_in_registry("orchestrator.train.optim", "LR_SCHEDULERS", "lr scheduler"))
+    _check_name = field_validator("name")(_in_registry(_lr_schedulers, "lr scheduler"))
 
 
 class LossConfig(Strict):
@@ -141,7 +168,7 @@ class LossConfig(Strict):
     class_weights: list[float] | Literal["balanced"] | None = None  # cross_entropy, focal
     gamma: float = Field(2.0, ge=0)  # focal
 
-    _check_name = field_validator("name")(_in_registry("orchestrator.train.losses", "LOSSES", "loss"))
+    _check_name = field_validator("name")(_in_registry(_losses, "loss"))
 
 
 class TransformSpec(Strict):
@@ -233,6 +260,12 @@ class SearchAxis(Strict):
     def kind(self) -> str:
         return next(k for k in ("grid", "choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
 
+    def extremes(self) -> list[Any]:
+        """Every value a listed axis can take; a range's two ends (randint's high is exclusive)."""
+        if self.kind == "randint":
+            return [self.randint[0], self.randint[1] - 1]
+        return list(getattr(self, self.kind))
+
 
 class TtaConfig(Strict):
     """Test-time augmentation for OOF and test predictions: the mean of the views' probabilities."""
@@ -244,14 +277,16 @@ class TtaConfig(Strict):
 
 class TuneSchedulerConfig(Strict):
     kind: Literal["asha", "fold_asha", "fifo"] = "asha"  # fold_asha: a config's folds pass or stop together
-    metric: Literal["val_acc", "val_f1", "val_loss"] = "val_acc"
+    metric: str = "val_acc"  # a validation score of the epoch report: val_acc | val_f1 | val_loss
     mode: Literal["max", "min"] = "max"
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
 
+    _check_metric = field_validator("metric")(_in_registry(EpochReport.scores, "scheduler metric"))
+
     @model_validator(mode="after")
     def _mode_matches_metric(self) -> TuneSchedulerConfig:
-        expected = "min" if self.metric == "val_loss" else "max"
+        expected = EpochReport.scores()[self.metric]
         if self.mode != expected:
             raise ValueError(f"mode: {self.metric} is better when it is {expected}er; set mode: {expected}")
         return self
@@ -296,6 +331,11 @@ class GridConfig(Strict):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
 
+    @property
+    def layout(self) -> GridLayout:
+        """Where this grid's storage lives: `<tracking.storage>/<name>`."""
+        return GridLayout.of(self.tracking.storage, self.name)
+
     @model_validator(mode="after")
     def _fold_asha_needs_a_plan(self) -> GridConfig:
         if self.scheduler.kind == "fold_asha" and self.searcher == "optuna":
@@ -306,18 +346,19 @@ class GridConfig(Strict):
     @model_validator(mode="after")
     def _source_metric(self) -> GridConfig:
         """The source's competition metric (mask: macro F1) unless the grid names one."""
-        from orchestrator.data.sources import SOURCES
-
-        metric = SOURCES[self.data.source].metric
+        metric = _sources()[self.data.source].metric
         if metric is not None and "metric" not in self.scheduler.model_fields_set:
             self.scheduler = self.scheduler.model_copy(update={"metric": metric})
         return self
 
     @model_validator(mode="after")
-    def _search_paths_exist(self) -> GridConfig:
+    def _search_values_valid(self) -> GridConfig:
+        """Every search path exists, and every value an axis can take is one its key accepts."""
         sample = trial_skeleton(self)
-        for path in self.search:
+        for path, axis in self.search.items():
             lookup(sample, path, where=f"search.{path}")
+            for value in axis.extremes():
+                check_search_value(self, path, value)
         return self
 
 
@@ -354,10 +395,41 @@ class TrialConfig(Strict):
     def trial_key(self) -> str:
         return trial_key(self.config_id, self.fold)
 
+    @property
+    def layout(self) -> GridLayout:
+        return GridLayout(self.storage)
+
 
 def trial_key(config_id: str, fold: int) -> str:
     """A trial's identity: its Train run's name, its MLflow run's name and tag, its Tune trial name."""
     return f"{config_id}-f{fold}"
+
+
+class SearchableTrial(Strict):
+    """The part of a trial `search:` may address; a searched value is checked against it."""
+
+    seed: int
+    model: ModelConfig
+    data: DataConfig
+    train: TrainConfig
+
+
+def set_path(tree: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        tree = tree[part]
+    tree[last] = value
+
+
+def check_search_value(grid: GridConfig, path: str, value: Any) -> None:
+    """Raise ValueError naming the axis and the value when the key it sets refuses it."""
+    sample = trial_skeleton(grid)
+    set_path(sample, path, value)
+    try:
+        SearchableTrial.model_validate(sample)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors())
+        raise ValueError(f"search.{path}: the value {value!r} is refused ({problems})") from None
 
 
 def trial_skeleton(grid: GridConfig, model_index: int = 0) -> dict[str, Any]:
@@ -408,9 +480,10 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
             lines.append(f"{loc}: unknown key{hint} (valid keys: {', '.join(valid)})")
         elif item["type"] == "missing":
             lines.append(f"{loc}: required key is missing")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{loc}: {message} (got {item.get('input')!r})" if "input" in item and not isinstance(item.get("input"), dict) else f"{loc}: {message}")
+        else:  # a model-level check (empty loc) names its own field
+            message, prefix = item["msg"].removeprefix("Value error, "), f"{loc}: " if loc else ""
+            shown = "input" in item and not isinstance(item.get("input"), dict)
+            lines.append(f"{prefix}{message} (got {item.get('input')!r})" if shown else f"{prefix}{message}")
     return "\n  ".join(["invalid config:"] + lines)
 
 

@@ -30,20 +30,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def dry_run(grid: GridConfig) -> int:
-    from orchestrator.data.prepare import data_fingerprint, grid_storage
+    from orchestrator.data.folds import assign_folds
+    from orchestrator.data.prepare import data_fingerprint, load_checked
     from orchestrator.data.sources import SOURCES
     from orchestrator.search.plan import format_plan, plan_trials, trial_count
 
-    source = SOURCES[grid.data.source]
     note = "data not read: the demo source writes its data on first real run (config ids will differ)"
     num_classes, fingerprint = 2, ""
-    if not source.materializes:
-        tables = source.load(grid.data)  # read-only: checks every row and image
+    if not SOURCES[grid.data.source].materializes:
+        tables = load_checked(grid)  # read-only: checks every row and image
+        assign_folds(tables.train, grid.data.folds, grid.seed)  # the folds can be made
         num_classes, fingerprint = len(tables.classes), data_fingerprint(tables)
-        note = f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, " \
-               f"{0 if tables.test is None else len(tables.test)} test rows"
+        note = (f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, "
+                f"{0 if tables.test is None else len(tables.test)} test rows")
     tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes, fingerprint=fingerprint)
-    plan = plan_trials(grid, tables, grid_storage(grid))
+    plan = plan_trials(grid, tables)
     if grid.searcher == "optuna":
         axes = ", ".join([*grid.search, *(["model"] if len(grid.models) > 1 else [])]) or "(no axes)"
         print(f"optuna TPE (seed {grid.seed}) proposes {grid.num_samples} configs over: {axes}; each trains "
@@ -56,20 +57,24 @@ def dry_run(grid: GridConfig) -> int:
 
 
 def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> int:
-    from orchestrator.data.prepare import grid_storage, prepare_data
+    from orchestrator.data.prepare import prepare_data
+    from orchestrator.layout import RunFiles
+    from orchestrator.protocol import TrialStatus
     from orchestrator.report import Progress, summary_rows, summary_table
     from orchestrator.search.plan import plan_trials, trial_count
     from orchestrator.search.preflight import check_shared_paths
-    from orchestrator.search.resume import open_parent, sort_out
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
+    from orchestrator.tracking.predictions import PredictionTasks
+    from orchestrator.tracking.resume import open_parent, sort_out
+    from orchestrator.tracking.trial_runs import TrialRuns
+    from orchestrator.tracking.trials import TrialBook
 
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    storage = grid_storage(grid)
-    plan = plan_trials(grid, prepared.trial_tables, storage)
+    plan = plan_trials(grid, prepared.trial_tables)
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     work = sort_out(grid, plan, tracker, resume)
     parent_id = open_parent(grid, tracker, prepared, stamp, work, resume)
@@ -77,32 +82,33 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     print(f"{trials} trials to run ({len(work.reused)} reused from earlier runs, {len(work.continued)} continued); "
           f"MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
 
-    progress = Progress(trials, grid.scheduler.metric, grid.train.epochs)
     init_ray(address, verbose)
-    callback = TrackingCallback(tracker, parent_id, work.to_run, predict_remote(grid.resources), progress,
-                                axes=list(grid.search), continued=work.continued,
-                                reused=[(p, work.prior[p.key]) for p in work.reused])
+    book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
+                     reused=[(p, work.prior[p.key]) for p in work.reused])
+    callback = TrackingCallback(book, TrialRuns(tracker, parent_id), PredictionTasks(predict_remote(grid.resources)),
+                                Progress(trials, grid.scheduler.metric))
     finished = False
     try:
         if trials:
             check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root)})
-            run_tuner(grid, work.to_run, prepared.trial_tables, storage, callback, stamp, work.seeds(tracker, grid))
+            run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, work.seeds(tracker, grid))
         finished = True
     finally:
         callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
-        interrupted = [r for r in callback.records.values() if r.status == "INTERRUPTED"]
-        header, rows = summary_rows(callback.records.values(), grid.scheduler.metric)
-        tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), "summary.csv")
-        tracker.end_run(parent_id, "FINISHED" if finished and not interrupted else "KILLED")
-    print("\n" + summary_table(callback.records.values(), grid.scheduler.metric))
-    failed = [r for r in callback.records.values() if r.status == "FAILED"]
+        interrupted = book.with_status(TrialStatus.INTERRUPTED)
+        header, rows = summary_rows(book.records.values(), grid.scheduler.metric)
+        tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), RunFiles.SUMMARY)
+        parent_status = TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED
+        tracker.end_run(parent_id, parent_status.mlflow_status)
+    print("\n" + summary_table(book.records.values(), grid.scheduler.metric))
+    failed = book.with_status(TrialStatus.FAILED)
     print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
     print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
     if interrupted:
         print(f"interrupted: {len(interrupted)} trial(s) did not end; `--resume` continues them from their checkpoints",
               file=sys.stderr)
     if failed:
-        print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold error.txt", file=sys.stderr)
+        print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold {RunFiles.ERROR}", file=sys.stderr)
     return EXIT_ERROR if failed or interrupted else EXIT_OK
 
 

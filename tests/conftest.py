@@ -20,7 +20,7 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 900) -> subproces
     """Run `python -m <module> args...` as a user would; output is echoed for the test log."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     print(f"$ python -m {module} {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}\n{result.stderr[-5000:]}")
     return result
 

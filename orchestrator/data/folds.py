@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from orchestrator.config import FoldsConfig
 from orchestrator.errors import InputError
+
+if TYPE_CHECKING:  # a type only: config imports the data package (its source registry)
+    from orchestrator.config import FoldsConfig
 
 TRAIN_ONLY = -1  # holdout: rows that are never validation
 
@@ -30,8 +35,39 @@ def assign_folds(train: pd.DataFrame, cfg: FoldsConfig, seed: int) -> np.ndarray
             splits = splitter.split(np.zeros(len(train)), targets, groups.to_numpy())
         else:
             splits = StratifiedKFold(n_splits=cfg.n_splits, shuffle=True, random_state=seed).split(np.zeros(len(train)), targets)
-        for k, (_, val) in enumerate(splits):
-            folds[val] = k
+        with warnings.catch_warnings():  # small classes: class_size_warnings says which, in words
+            warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+            for k, (_, val) in enumerate(splits):
+                folds[val] = k
     except ValueError as err:
         raise InputError(f"data.folds: cannot make {cfg.n_splits} {cfg.kind} folds: {err}") from None
     return folds
+
+
+def class_size_warnings(train: pd.DataFrame, cfg: FoldsConfig, classes: list[str]) -> list[str]:
+    """Classes with fewer images (persons / groups, for grouped folds) than folds, named, with what to do.
+
+    Some folds then validate without them, and a class of one is missing from the
+    training rows of the fold that validates it. A holdout split needs two of each
+    class (one to train on, one to validate), so a class of one is an InputError there.
+    """
+    unit = "group" if cfg.kind == "stratified_group" else "image"
+    if unit == "group" and train["group"].notna().all():
+        sizes = train.groupby("target")["group"].nunique()
+    else:
+        sizes = train.groupby("target").size()
+    needed = 2 if cfg.kind == "holdout" else cfg.n_splits
+    small = [(classes[int(k)], int(n)) for k, n in sizes.items() if n < needed]
+    if not small:
+        return []
+    shown = ", ".join(f"{name!r} ({n})" for name, n in small[:10]) + (f" and {len(small) - 10} more" if len(small) > 10 else "")
+    if cfg.kind == "holdout":
+        raise InputError(f"data.folds: a holdout split needs at least 2 training {unit}s per class; these have fewer: {shown}. "
+                         f"Add {unit}s of these classes or remove their rows")
+    singles = [name for name, n in small if n == 1]
+    lonely = (f" {len(singles)} class(es) have a single {unit}: the fold that validates it trains without that class."
+              if singles else "")
+    advice = (f"data.folds: {len(small)} class(es) have fewer training {unit}s than the {cfg.n_splits} folds: {shown}; "
+              f"some folds validate without them.{lonely} Add {unit}s, lower data.folds.n_splits, or use "
+              f"folds.kind: holdout (one trained fold, which sees every class with 2 or more {unit}s)")
+    return [advice]

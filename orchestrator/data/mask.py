@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.data.images import check_images, safe_join
+from orchestrator.data.tables import DataTables, read_csv, refuse_repeated, require_dir
 from orchestrator.errors import InputError
 
 MASK = {**{f"mask{i}": 0 for i in range(1, 6)}, "incorrect_mask": 1, "normal": 2}
@@ -56,15 +57,14 @@ def _person_rows(person: pd.Series, line: int, images: Path, csv: Path, bins: li
     return rows
 
 
-def load_mask(cfg):
-    from orchestrator.data.sources import DataTables, read_csv, require_dir
-
+def load_mask(cfg) -> DataTables:
     root = Path(cfg.root)
     require_dir(root, "data.root")
     csv = root / "train" / "train.csv"
     if not csv.is_file():
         raise InputError(f"data.root: {csv} not found (the mask layout needs train/train.csv and train/images/)")
     people = read_csv(csv, {"id", "gender", "age", "path"}, dtype=str)  # ids like 000001 are names, not numbers
+    refuse_repeated([str(root / "train" / "images" / str(p)) for p in people["path"]], str(csv), "person folder")
     rows = [row for i, person in people.iterrows()
             for row in _person_rows(person, i + 2, root / "train" / "images", csv, cfg.age_bins)]
     if not rows:

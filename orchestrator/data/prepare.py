@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from dataclasses import dataclass
 
 from orchestrator import storage
 from orchestrator.config import GridConfig, TrialTables
-from orchestrator.data.folds import assign_folds
-from orchestrator.data.sources import SOURCES, DataTables
+from orchestrator.data.folds import assign_folds, class_size_warnings
+from orchestrator.data.sources import SOURCES
+from orchestrator.data.tables import DataTables
 
 
 @dataclass
 class PreparedData:
     tables: DataTables  # train with its fold column
     trial_tables: TrialTables
-
-
-def grid_storage(grid: GridConfig) -> str:
-    """This grid's storage folder or URI (Ray results, fold tables): `<tracking.storage>/<grid name>`."""
-    return f"{storage.resolve(grid.tracking.storage)}/{grid.name}"
 
 
 def data_fingerprint(tables: DataTables) -> str:
@@ -36,17 +33,22 @@ def data_fingerprint(tables: DataTables) -> str:
     return digest.hexdigest()[:12]
 
 
-def prepare_data(grid: GridConfig) -> PreparedData:
+def load_checked(grid: GridConfig) -> DataTables:
+    """The source's tables, every row and image checked; small classes are named on stderr."""
     tables = SOURCES[grid.data.source].load(grid.data)
+    for line in class_size_warnings(tables.train, grid.data.folds, tables.classes):
+        print(f"warning: {line}", file=sys.stderr, flush=True)
+    return tables
+
+
+def prepare_data(grid: GridConfig) -> PreparedData:
+    tables = load_checked(grid)
     train = tables.train.copy()
     train["fold"] = assign_folds(train, grid.data.folds, grid.seed)
-    data_dir = f"{grid_storage(grid)}/data"  # trials on every node read these
-    folds_path = f"{data_dir}/folds.parquet"
-    storage.write_parquet(train, folds_path)
-    test_path = None
+    layout = grid.layout  # trials on every node read these tables
+    storage.write_parquet(train, layout.folds_table)
     if tables.test is not None:
-        test_path = f"{data_dir}/test.parquet"
-        storage.write_parquet(tables.test, test_path)
-    trial_tables = TrialTables(folds_path=folds_path, test_path=test_path,
+        storage.write_parquet(tables.test, layout.test_table)
+    trial_tables = TrialTables(folds_path=layout.folds_table, test_path=layout.test_table if tables.test is not None else None,
                                num_classes=len(tables.classes), fingerprint=data_fingerprint(tables))
     return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables)

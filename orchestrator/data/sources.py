@@ -1,35 +1,27 @@
-"""Source adapters: each turns a data root into one `DataTables` (the only shape the rest sees).
-
-train: row_id, image_path (absolute), rel_path, target, group
-test:  row_id, image_path (absolute), rel_path
-"""
+"""Source adapters: each turns a data root into one `DataTables` (data/tables.py: the only shape the rest sees)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
+from orchestrator.data.mask import load_mask, mask_submission
+from orchestrator.data.tables import DataTables, read_csv, refuse_repeated, require_dir
 from orchestrator.errors import InputError
 
-if TYPE_CHECKING:  # config imports this module lazily (its source validator)
+if TYPE_CHECKING:  # a type only: config imports this module (its source validator)
     from orchestrator.config import DataConfig
-
-
-@dataclass
-class DataTables:
-    train: pd.DataFrame
-    test: pd.DataFrame | None
-    classes: list[str]
 
 
 @dataclass(frozen=True)
 class Source:
-    load: Callable[["DataConfig"], DataTables]
+    load: Callable[[DataConfig], DataTables]
     # (test table, predicted class index per row, class names) -> submission frame
     submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
     materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
@@ -38,24 +30,6 @@ class Source:
 
 
 # ---------------------------------------------------------------- sketch_csv
-
-
-def read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
-    try:
-        frame = pd.read_csv(path, dtype=dtype)
-    except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
-        raise InputError(f"cannot read CSV: {err}", source=str(path)) from None
-    missing = required - set(frame.columns)
-    if missing:
-        raise InputError(f"missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}", source=str(path))
-    if frame.empty:
-        raise InputError("has no rows", source=str(path))
-    return frame
-
-
-def require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise InputError(f"{what}: directory not found: {path} (check data.root in the grid file)")
 
 
 def _classes_from(frame: pd.DataFrame, csv: Path) -> list[str]:
@@ -83,9 +57,11 @@ def _classes_from(frame: pd.DataFrame, csv: Path) -> list[str]:
     return classes
 
 
-def _image_rows(frame: pd.DataFrame, base: Path, csv: Path) -> pd.DataFrame:
+def _image_rows(frame: pd.DataFrame, base: Path, csv: Path, training: bool) -> pd.DataFrame:
     rel = frame["image_path"].astype(str).tolist()
     paths = [safe_join(base, r, f"{csv} line {i + 2}") for i, r in enumerate(rel)]
+    if training:
+        refuse_repeated(paths, str(csv))
     check_images(paths, lambda i: f"{csv} line {i + 2}")
     return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": rel})
 
@@ -99,13 +75,13 @@ def load_sketch_csv(cfg) -> DataTables:
         raise InputError(f"data.root: {csv} not found (the sketch_csv layout needs train.csv and train/)")
     frame = read_csv(csv, {"image_path", "target"})
     classes = _classes_from(frame, csv)
-    train = _image_rows(frame, root / "train", csv)
+    train = _image_rows(frame, root / "train", csv, training=True)
     train["target"] = frame["target"].to_numpy()
     train["group"] = frame["group"].astype(str).to_numpy() if "group" in frame.columns else None
     test = None
     if (root / "test.csv").is_file():
         test_csv = root / "test.csv"
-        test = _image_rows(read_csv(test_csv, {"image_path"}), root / "test", test_csv)
+        test = _image_rows(read_csv(test_csv, {"image_path"}), root / "test", test_csv, training=False)
     return DataTables(train, test, classes)
 
 
@@ -163,15 +139,9 @@ def load_demo(cfg) -> DataTables:
     return load_sketch_csv(cfg)
 
 
-def _mask_source() -> Source:
-    from orchestrator.data.mask import load_mask, mask_submission
-
-    # seven photos of one person in two folds would leak; the competition is scored by macro F1
-    return Source(load_mask, mask_submission, fold_kind="stratified_group", metric="val_f1")
-
-
 SOURCES: dict[str, Source] = {
-    "mask": _mask_source(),
+    # seven photos of one person in two folds would leak; the competition is scored by macro F1
+    "mask": Source(load_mask, mask_submission, fold_kind="stratified_group", metric="val_f1"),
     "sketch_csv": Source(load_sketch_csv, sketch_submission),
     "image_folder": Source(load_image_folder, folder_submission),
     "demo": Source(load_demo, sketch_submission, materializes=True),

@@ -8,7 +8,8 @@ train and eval see images framed the same way.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import cv2
 
@@ -88,7 +89,7 @@ def _transform_from_spec(spec: Any) -> Any:
         raise ValueError(f"{name}: unknown argument(s) {', '.join(unknown)}; valid: {', '.join(sorted(accepted))}")
     try:
         return cls(**args)
-    except Exception as err:  # albumentations validates args with pydantic
+    except Exception as err:  # noqa: BLE001 - albumentations validates args with pydantic (and raises what it likes)
         raise ValueError(f"{name}: bad arguments: {str(err).splitlines()[0]} {str(err).splitlines()[1:3]}") from None
 
 

@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.data.sources import SOURCES
     from orchestrator.ensemble.members import load_members
     from orchestrator.ensemble.weights import SCORERS, blend, fit_weights, rank_transform
+    from orchestrator.layout import RunFiles
+    from orchestrator.protocol import TrialStatus
     from orchestrator.search.plan import render_table
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.plots import correlation_figure
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.method == "rank":
             tests = [rank_transform(p) for p in tests]
         predicted = blend(tests, weights).argmax(1)
-        classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, "data/classes.json"))
+        classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
         test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
         submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
         output = Path(cfg.output)
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         if holdout is not None:
             tracker.log_metrics(run_id, {"holdout_accuracy": holdout}, step=0)
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
-    tracker.end_run(run_id, "FINISHED")
+    tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri)}")
     return EXIT_OK
 

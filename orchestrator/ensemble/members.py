@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from orchestrator.layout import RunFiles
 from orchestrator.tracking.mlflow_store import Tracker
 
 
@@ -45,8 +46,8 @@ def load_members(tracker: Tracker, folds: list[int]) -> tuple[list[Member], list
             skipped.append(f"{config_id}: predictions for folds {have}, needs {folds}")
             continue
         runs = [r for r in runs if int(r.data.tags["fold"]) in folds]
-        oof = pd.concat([tracker.load_frame(r.info.run_id, "oof.parquet") for r in runs]).sort_values("row_id")
-        tests = [tracker.load_frame(r.info.run_id, "test.parquet") for r in runs if _has(tracker, r, "test.parquet")]
+        oof = pd.concat([tracker.load_frame(r.info.run_id, RunFiles.OOF) for r in runs]).sort_values("row_id")
+        tests = [tracker.load_frame(r.info.run_id, RunFiles.TEST) for r in runs if _has(tracker, r, RunFiles.TEST)]
         members.append(Member(config_id, runs[0].data.tags["model"], oof.reset_index(drop=True),
                               _mean_test(tests) if len(tests) == len(runs) else None, [r.info.run_id for r in runs]))
     return members, skipped

@@ -6,7 +6,7 @@ log loss breaks their ties and keeps greedy selection from stalling on plateaus.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

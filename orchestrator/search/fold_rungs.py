@@ -25,16 +25,25 @@ class Verdict(str, Enum):
 def rung_epochs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
     """Epochs at which configs are judged: grace * rf^k, below the last epoch (nothing to save there)."""
     rungs, k = [], 0
-    while (epoch := int(round(grace_period * reduction_factor**k))) < max_epochs:
+    while (epoch := round(grace_period * reduction_factor**k)) < max_epochs:
         if epoch not in rungs:
             rungs.append(epoch)
         k += 1
     return rungs
 
 
+@dataclass(frozen=True)
+class FoldSeed:
+    """What an earlier run of one (config, fold) left: its per-epoch scores, and whether it ended."""
+
+    history: dict[int, float]
+    ended: bool
+
+
 @dataclass
 class ConfigState:
     folds: set[int] = field(default_factory=set)  # folds that still count (can still report)
+    budget: int | None = None  # the config's own train.epochs: rungs at or past it are not rungs for it
     scores: dict[int, dict[int, float]] = field(default_factory=dict)  # rung -> fold -> score
     passed: set[int] = field(default_factory=set)
     stopped: bool = False
@@ -48,15 +57,18 @@ class FoldRungs:
         self.configs: dict[str, ConfigState] = {}
         self.means: dict[int, list[float]] = {r: [] for r in self.rungs}  # signed: higher is better
 
-    def expect(self, config_id: str, fold: int) -> None:
-        self.configs.setdefault(config_id, ConfigState()).folds.add(fold)
+    def expect(self, config_id: str, fold: int, budget: int | None = None) -> None:
+        """A fold that will report; `budget`: its config's epochs (a config may search train.epochs)."""
+        state = self.configs.setdefault(config_id, ConfigState())
+        state.folds.add(fold)
+        state.budget = budget if budget is not None else state.budget
 
     def record(self, config_id: str, fold: int, epoch: int, score: float) -> Verdict:
         state = self.configs[config_id]
         if state.stopped:
             return Verdict.STOP
-        if epoch not in self.means:
-            return Verdict.CONTINUE
+        if epoch not in self.means or (state.budget is not None and epoch >= state.budget):
+            return Verdict.CONTINUE  # not a rung, or the config's last epoch: nothing left to save
         state.scores.setdefault(epoch, {})[fold] = score
         return self._settle(state, epoch) or (Verdict.CONTINUE if epoch in state.passed else Verdict.WAIT)
 

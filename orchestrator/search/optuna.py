@@ -8,7 +8,8 @@ per fold, and TPE is told the mean of that config's fold scores once they are al
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ray.tune.search import Searcher
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, trial_skeleton
+from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, set_path, trial_skeleton
 
 # settings that do not change what a trial learns: left out of its identity
 _NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"))  # (tta is not in the skeleton at all)
@@ -46,13 +46,6 @@ def config_id(skeleton: dict[str, Any], data_fingerprint: str = "") -> str:
     return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def _set(tree: dict[str, Any], path: str, value: Any) -> None:
-    *parents, last = path.split(".")
-    for part in parents:
-        tree = tree[part]
-    tree[last] = value
-
-
 def _draw(axis: SearchAxis, rng: np.random.Generator) -> Any:
     kind = axis.kind
     if kind == "choice":
@@ -75,19 +68,19 @@ def expand_values(grid: GridConfig) -> list[dict[str, Any]]:
     return [{**combo, **sample} for combo in crossed for sample in samples]
 
 
-def fold_trials(grid: GridConfig, model_index: int, values: dict[str, Any], tables: TrialTables, storage: str) -> list[PlannedTrial]:
+def fold_trials(grid: GridConfig, model_index: int, values: dict[str, Any], tables: TrialTables) -> list[PlannedTrial]:
     """One config (a model and search values) as one PlannedTrial per fold to train."""
     skeleton = trial_skeleton(grid, model_index)
     for path, value in values.items():
-        _set(skeleton, path, value)
+        set_path(skeleton, path, value)
     cid = config_id(skeleton, tables.fingerprint)
     common = {"name": grid.name, "config_id": cid, "scheduler": grid.scheduler.model_dump(), "resources": grid.resources.model_dump(),
-              "tables": tables.model_dump(), "storage": storage, "tta": grid.tta.model_dump() if grid.tta else None}
+              "tables": tables.model_dump(), "storage": grid.layout.root, "tta": grid.tta.model_dump() if grid.tta else None}
     return [PlannedTrial(TrialConfig.model_validate({**skeleton, **common, "fold": fold}), values)
             for fold in grid.data.folds.folds_to_train()]
 
 
-def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[PlannedTrial]:
+def plan_trials(grid: GridConfig, tables: TrialTables) -> list[PlannedTrial]:
     """One PlannedTrial per (config, fold), folds of one config adjacent; duplicates dropped.
 
     With `searcher: optuna` nothing is planned ahead: TPE proposes configs during the run.
@@ -97,7 +90,7 @@ def plan_trials(grid: GridConfig, tables: TrialTables, storage: str) -> list[Pla
     planned, seen = [], set()
     for model_index in range(len(grid.models)):
         for values in expand_values(grid):
-            trials = fold_trials(grid, model_index, values, tables, storage)
+            trials = fold_trials(grid, model_index, values, tables)
             if trials[0].config.config_id not in seen:
                 seen.add(trials[0].config.config_id)
                 planned += trials

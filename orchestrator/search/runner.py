@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
 from orchestrator.search.plan import PlannedTrial, fold_trials, trial_count
-from orchestrator.search.schedulers import create_scheduler, tune_trial_key
+from orchestrator.search.schedulers import Seeds, create_scheduler, tune_trial_key
 from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS, run_trial, trainable_resources
 
 # Ray Train polls workers this often; each report waits for the previous poll, so
@@ -90,51 +91,62 @@ def predict_remote(res: ResourcesConfig):
     return predict.remote
 
 
-def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, storage: str, callback: Any,
-              stamp: str, seeds: dict[tuple[str, int], tuple[dict[int, float], bool]] | None = None) -> Any:
-    """Run the trials under Tune (the planned ones, or TPE's proposals); returns Tune's ResultGrid.
+@dataclass(frozen=True)
+class Slots:
+    count: int  # trials at once
+    own: bool  # the cluster has the trial-slot resource: shares of it cap trials (else Tune's max_concurrent_trials)
 
-    `seeds`: (config_id, fold) -> (earlier per-epoch scores, whether that fold ended), for fold_asha.
-    """
-    from ray import tune
 
+def trial_slots(grid: GridConfig) -> Slots:
+    """How many trials run at once on this cluster (at its full size), and what caps them; says so when it matters."""
     import ray
 
     totals, grows = cluster_totals()
-    slots = concurrent_trials(grid.resources, totals)
+    slots = Slots(concurrent_trials(grid.resources, totals), ray.cluster_resources().get(TRIAL_SLOTS, 0) >= SLOT_UNITS)
     if grows:
         print(f"the autoscaler can grow this cluster to {totals['CPU']:g} CPUs and {totals['GPU']:g} GPUs: "
-              f"{slots} trials at once, the nodes come as trials wait for them", flush=True)
-    own_slots = ray.cluster_resources().get(TRIAL_SLOTS, 0) >= SLOT_UNITS
-    if not own_slots:
+              f"{slots.count} trials at once, the nodes come as trials wait for them", flush=True)
+    if not slots.own:
         print(f"note: this cluster's head has no {TRIAL_SLOTS!r} resource (cluster.yaml declares it), so Tune's "
               f"max_concurrent_trials caps trials and fold_asha cannot pause a fold for its siblings", flush=True)
-    scheduler = create_scheduler(grid.scheduler, grid.train.epochs)
-    if hasattr(scheduler, "pausing"):
-        scheduler.pausing = own_slots
-    for (config_id, fold), (history, ended) in (seeds or {}).items():
-        scheduler.seed(config_id, fold, history, ended)
+    return slots
+
+
+def search_space(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, slots: Slots) -> tuple[dict, dict]:
+    """(Tune's param_space, the TuneConfig arguments that pick trials): the plan as a grid, or TPE's proposals."""
+    from ray import tune
+
     if grid.searcher == "optuna":
         from orchestrator.search.optuna import optuna_searcher
 
         def expand(model_index: int, values: dict[str, Any]) -> list[dict[str, Any]]:
-            return [{"trial": p.config.model_dump(mode="json")} for p in fold_trials(grid, model_index, values, tables, storage)]
+            return [{"trial": p.config.model_dump(mode="json")} for p in fold_trials(grid, model_index, values, tables)]
 
         # TPE must wait for results before it proposes more: Tune's limiter (fold_asha, which pauses, is refused here)
-        space = {}
-        search = {"search_alg": optuna_searcher(grid, expand), "num_samples": trial_count(grid, plan),
-                  "max_concurrent_trials": slots}
-    else:
-        space = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}
-        search = {} if own_slots else {"max_concurrent_trials": slots}
+        return {}, {"search_alg": optuna_searcher(grid, expand), "num_samples": trial_count(grid, plan),
+                    "max_concurrent_trials": slots.count}
+    space = {"trial": tune.grid_search([p.config.model_dump(mode="json") for p in plan])}
+    return space, {} if slots.own else {"max_concurrent_trials": slots.count}
+
+
+def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, callback: Any, stamp: str,
+              seeds: Seeds | None = None) -> Any:
+    """Run the trials under Tune (the planned ones, or TPE's proposals); returns Tune's ResultGrid.
+
+    `seeds`: what earlier runs of planned folds left, for fold_asha's rungs.
+    """
+    from ray import tune
+
+    slots = trial_slots(grid)
+    space, search = search_space(grid, plan, tables, slots)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, trainable_resources(slots if own_slots else None)),
+        tune.with_resources(run_trial, trainable_resources(slots.count if slots.own else None)),
         param_space=space,
         tune_config=tune.TuneConfig(
-            metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=scheduler,
+            metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=create_scheduler(grid, slots.own, seeds),
             trial_name_creator=tune_trial_key, trial_dirname_creator=tune_trial_key, **search,
         ),
-        run_config=tune.RunConfig(name=stamp, storage_path=f"{storage}/tune", callbacks=[callback], verbose=0,
+        run_config=tune.RunConfig(name=stamp, storage_path=grid.layout.tune, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),  # retries: in the trainable
     )
     return tuner.fit()

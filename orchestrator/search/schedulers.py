@@ -6,37 +6,53 @@ a trial resumed from epoch 5 in a later run sits on the same rungs as before.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
 
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from orchestrator.config import TuneSchedulerConfig, trial_key
-from orchestrator.search.fold_rungs import FoldRungs, Verdict, rung_epochs
+from orchestrator.config import FoldsConfig, GridConfig, TuneSchedulerConfig, trial_key
+from orchestrator.protocol import TIME_ATTR, EpochReport
+from orchestrator.search.fold_rungs import FoldRungs, FoldSeed, Verdict, rung_epochs
 
-TIME_ATTR = "epoch"
+Seeds = dict[tuple[str, int], FoldSeed]  # (config_id, fold) -> what an earlier run of it left
 
 
-def _asha(cfg: TuneSchedulerConfig, max_epochs: int) -> Any:
+def max_epochs(grid: GridConfig) -> int:
+    """The longest epoch budget any trial of the grid can have (`train.epochs` may be a search axis)."""
+    axis = grid.search.get("train.epochs")
+    return max([grid.train.epochs, *(int(v) for v in axis.extremes())] if axis else [grid.train.epochs])
+
+
+def _asha(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr=TIME_ATTR, max_t=max_epochs,
-                         grace_period=min(cfg.grace_period, max_epochs), reduction_factor=cfg.reduction_factor)
+    # max_t covers the longest trial; a shorter one ends by itself at its own last epoch
+    return ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs,
+                         grace_period=min(cfg.grace_period, epochs), reduction_factor=cfg.reduction_factor)
 
 
-def _fifo(cfg: TuneSchedulerConfig, max_epochs: int) -> Any:
+def _fifo(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
     return FIFOScheduler()
 
 
-def _fold_asha(cfg: TuneSchedulerConfig, max_epochs: int) -> Any:
-    return FoldASHA(cfg.metric, cfg.mode, rung_epochs(cfg.grace_period, cfg.reduction_factor, max_epochs), cfg.reduction_factor)
+def _fold_asha(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
+    rungs = rung_epochs(cfg.grace_period, cfg.reduction_factor, epochs)
+    return FoldASHA(cfg.metric, cfg.mode, rungs, cfg.reduction_factor, pausing=pausing, seeds=seeds)
 
 
-SCHEDULERS: dict[str, Callable[[TuneSchedulerConfig, int], Any]] = {"asha": _asha, "fifo": _fifo, "fold_asha": _fold_asha}
+SCHEDULERS: dict[str, Callable[[TuneSchedulerConfig, int, bool, Seeds], TrialScheduler]] = {
+    "asha": _asha, "fifo": _fifo, "fold_asha": _fold_asha}
 
 
-def create_scheduler(cfg: TuneSchedulerConfig, max_epochs: int) -> Any:
-    return SCHEDULERS[cfg.kind](cfg, max_epochs)
+def create_scheduler(grid: GridConfig, pausing: bool = True, seeds: Seeds | None = None) -> TrialScheduler:
+    """The grid's `scheduler.kind`, its rungs up to the longest trial's epochs.
+
+    `pausing`: whether fold_asha may pause a fold for its siblings (not where Tune's
+    max_concurrent_trials caps trials: it counts paused ones, a deadlock); `seeds`:
+    earlier runs' scores, which fold_asha's rungs start from.
+    """
+    return SCHEDULERS[grid.scheduler.kind](grid.scheduler, max_epochs(grid), pausing, seeds or {})
 
 
 def trial_identity(trial: Trial) -> tuple[str, int]:
@@ -49,10 +65,13 @@ def tune_trial_key(trial: Trial) -> str:
     return trial_key(*trial_identity(trial))
 
 
+def trial_epochs(trial: Trial) -> int:
+    """The trial's own epoch budget."""
+    return int(trial.config["trial"]["train"]["epochs"])
+
+
 def config_folds(trial: Trial) -> list[int]:
     """Every fold the trial's config trains (Tune may not have created the siblings' trials yet)."""
-    from orchestrator.config import FoldsConfig
-
     return FoldsConfig.model_validate(trial.config["trial"]["data"]["folds"]).folds_to_train()
 
 
@@ -66,7 +85,8 @@ class FoldASHA(FIFOScheduler):
     With at least as many trial slots as folds nothing ever pauses.
     """
 
-    def __init__(self, metric: str, mode: str, rungs: list[int], reduction_factor: float):
+    def __init__(self, metric: str, mode: str, rungs: list[int], reduction_factor: float, pausing: bool = True,
+                 seeds: Seeds | None = None):
         super().__init__()
         self._metric, self._mode = metric, mode
         self.board = FoldRungs(rungs, reduction_factor, mode)
@@ -74,13 +94,11 @@ class FoldASHA(FIFOScheduler):
         self.waiting: dict[str, int] = {}  # paused trial id -> the rung it waits at
         self.stopping: set[str] = set()  # trial ids this scheduler is stopping (stop_trial calls back in)
         self.chosen: set[str] = set()  # pending trials handed to Tune already (it is starting them)
-        self.pausing = True  # off where Tune's max_concurrent_trials caps trials (it counts paused ones: deadlock)
-
-    def seed(self, config_id: str, fold: int, history: dict[int, float], ended: bool) -> None:
-        """An earlier run's scores; an ended fold (reused, not run again) is not waited for past its last epoch."""
-        self.board.seed(config_id, fold, history)
-        if ended:
-            self.board.drop(config_id, fold, max(history, default=0))
+        self.pausing = pausing
+        for (config_id, fold), seed in (seeds or {}).items():
+            self.board.seed(config_id, fold, seed.history)
+            if seed.ended:  # reused, not run again: not waited for past its last epoch
+                self.board.drop(config_id, fold, max(seed.history, default=0))
 
     # ------------------------------------------------------------ tune hooks
 
@@ -93,23 +111,23 @@ class FoldASHA(FIFOScheduler):
         config_id, _ = trial_identity(trial)
         if config_id not in self.trials:
             for fold in config_folds(trial):
-                self.board.expect(config_id, fold)
+                self.board.expect(config_id, fold, trial_epochs(trial))
         self.trials.setdefault(config_id, []).append(trial)
 
     def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
-        if TIME_ATTR not in result or self._metric not in result:
+        report = EpochReport.from_result(result)
+        if report is None:
             return TrialScheduler.CONTINUE
         config_id, fold = trial_identity(trial)
-        epoch = int(result[TIME_ATTR])
-        verdict = self.board.record(config_id, fold, epoch, float(result[self._metric]))
+        epoch = report.epoch
+        verdict = self.board.record(config_id, fold, epoch, float(getattr(report, self._metric)))
         if verdict is Verdict.STOP:
             self._stop_idle_siblings(tune_controller, config_id)
             return TrialScheduler.STOP
-        if verdict is Verdict.WAIT:
-            if self.pausing and not self._siblings_running(config_id, epoch):
-                self.waiting[trial.trial_id] = epoch
-                self.chosen.discard(trial.trial_id)
-                return TrialScheduler.PAUSE
+        if verdict is Verdict.WAIT and self.pausing and not self._siblings_running(config_id, epoch):
+            self.waiting[trial.trial_id] = epoch
+            self.chosen.discard(trial.trial_id)
+            return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial: Trial, result: dict) -> None:

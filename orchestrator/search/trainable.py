@@ -74,7 +74,8 @@ def _trainer(trial: Any) -> Any:
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestrator.train.loop import CHECKPOINT_RANK, train_worker
+    from orchestrator.protocol import RANK_ATTR
+    from orchestrator.train.loop import train_worker
 
     res = trial.resources
     worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
@@ -85,21 +86,11 @@ def _trainer(trial: Any) -> Any:
                                                resources_per_worker=worker),
         run_config=ray.train.RunConfig(
             name=trial.trial_key,
-            storage_path=trial_storage(trial.storage),
+            storage_path=trial.layout.trials,
             callbacks=[TuneReportCallback()],
             # keeps the best checkpoint (for predictions) and the latest (to resume)
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_RANK,
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=RANK_ATTR,
                                                          checkpoint_score_order="max"),
             failure_config=ray.train.FailureConfig(max_failures=0),  # retried above, where NaN can be told apart
         ),
     )
-
-
-def trial_storage(grid_storage: str) -> str:
-    """Where Train runs live: `<storage>/trials/<trial_key>`, the same for every invocation of the grid."""
-    return f"{grid_storage}/trials"
-
-
-def trial_run_dir(grid_storage: str, trial_key: str) -> str:
-    """One trial's Train run folder (its checkpoints and the checkpoint manager's snapshot)."""
-    return f"{trial_storage(grid_storage)}/{trial_key}"

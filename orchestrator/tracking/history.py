@@ -13,15 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.protocol import TrialStatus
 from orchestrator.tracking.mlflow_store import Tracker
-
-ENDED = ("FINISHED", "KILLED")
 
 
 @dataclass(frozen=True)
 class PriorTrial:
     run_id: str
-    status: str  # the run's `status` tag: FINISHED KILLED FAILED RUNNING INTERRUPTED ABANDONED
+    status: TrialStatus  # the run's `status` tag
     epochs: int
     best: float | None
     predictions: bool
@@ -29,17 +28,17 @@ class PriorTrial:
 
     @property
     def ended(self) -> bool:
-        return self.status in ENDED
+        return self.status.ended
 
 
 def prior_trials(tracker: Tracker, metric: str) -> dict[str, PriorTrial]:
     """The newest child run per trial identity in the grid's experiment (abandoned runs skipped)."""
     found: dict[str, PriorTrial] = {}
-    for run in tracker.runs("trial", "tags.status != 'ABANDONED'"):
+    for run in tracker.runs("trial", f"tags.status != '{TrialStatus.ABANDONED}'"):
         tags = run.data.tags
         if tags.get("trial_key") in found or "trial_key" not in tags:
             continue
-        found[tags["trial_key"]] = PriorTrial(run.info.run_id, tags.get("status", "RUNNING"), int(tags.get("epochs", 0) or 0),
+        found[tags["trial_key"]] = PriorTrial(run.info.run_id, TrialStatus(tags.get("status", TrialStatus.RUNNING)), int(tags.get("epochs", 0) or 0),
                                               run.data.metrics.get(f"best_{metric}"), tags.get("predictions") == "true",
                                               tuple(filter(None, tags.get("nodes", "").split(","))))
     return found

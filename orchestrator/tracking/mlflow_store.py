@@ -11,14 +11,16 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
+from orchestrator.protocol import TrialStatus
+
 ROLE = "orchestrator.role"  # tag: grid | trial | ensemble
 PARENT = "mlflow.parentRunId"  # MLflow's own tag: nests children under the parent in the UI
-METRIC_KEYS = ("train_loss", "val_loss", "val_acc", "val_f1", "lr", "epoch_time_s", "images_per_s")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -73,7 +75,7 @@ class Tracker:
 
     def reopen_run(self, run_id: str, tags: dict[str, str] | None = None) -> None:
         """Continue an earlier run (resume): RUNNING again, same id, same history."""
-        self.client.update_run(run_id, status="RUNNING")
+        self.client.update_run(run_id, status=str(TrialStatus.RUNNING))
         self.set_tags(run_id, tags or {})
 
     def end_run(self, run_id: str, status: str, tags: dict[str, str] | None = None) -> None:

@@ -7,6 +7,7 @@ Train continues from its latest checkpoint, so a crash loses at most one epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import tempfile
@@ -19,37 +20,18 @@ import torch
 
 from orchestrator.config import TrialConfig
 from orchestrator.data.dataset import ImageDataset
-from orchestrator.storage import read_parquet
-from orchestrator.data.transforms import build_transforms
+from orchestrator.layout import checkpoint_dir_name
+from orchestrator.protocol import EpochReport
 from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
 from orchestrator.train.losses import create_loss
-from orchestrator.train.models import create_model, normalization
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import predict_logits
+from orchestrator.train.setup import build_trial
 from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch
-
-
-# Which checkpoint is "best" is decided here, once: Ray keeps the checkpoint with the
-# highest rank (the latest new best) plus the latest, and the driver predicts from
-# the same one. Letting Ray and the driver each rank by the metric disagreed on ties.
-CHECKPOINT_RANK = "checkpoint_rank"
-
-
-TRIAL_DONE = "trial_done"  # 1.0 on the last report of a trial that ended by itself (all epochs, or patience)
-BEST_EPOCH = "best_epoch"  # with every report: the epoch of the best checkpoint so far (its folder name below)
-BEST_SCORE = "best_score"  # with every report: the scheduler metric at BEST_EPOCH
-ATTEMPT = "attempt"  # with every report: 0, or how many times the trial was retried from its checkpoint
-WORKER_NODE = "worker_node"  # with every report: "<ip>/<node id prefix>" of the rank-0 worker (tag `nodes` in MLflow)
-REPLAY = "replay"  # 1.0 on the report a restored trial repeats from its checkpoint (the driver may have missed it)
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf: the trial fails without retries."""
-
-
-def checkpoint_dir_name(epoch: int) -> str:
-    """Checkpoint folders are named by epoch, so the best one can be found again after a resume."""
-    return f"epoch_{epoch:04d}"
 
 
 @dataclass
@@ -60,7 +42,7 @@ class Progress:
     best_score: float | None = None
     best_epoch: int = 0
     since_best: int = 0  # epochs since the last improvement (early stopping)
-    last_metrics: dict[str, Any] | None = None  # what the checkpointed epoch reported
+    last_report: dict[str, Any] | None = None  # what the checkpointed epoch reported (EpochReport.as_result)
 
     def update(self, score: float, epoch: int, mode: str, min_delta: float = 0.0) -> bool:
         """Record epoch `epoch`'s score; True when it is a new best (by more than min_delta)."""
@@ -79,36 +61,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def loader_workers(trial: TrialConfig) -> int:
-    if trial.data.loader_workers is not None:
-        return trial.data.loader_workers
-    return max(0, int(trial.resources.cpus_per_worker) - 1)
-
-
-def make_loaders(trial: TrialConfig, model: torch.nn.Module):
-    """(train loader, val dataset, training rows per class) for the trial's fold; train batches shard across workers."""
-    import ray.train.torch
-
-    rows = read_parquet(trial.tables.folds_path)
-    train_rows, val_rows = rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold]
-    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model), invert=trial.data.invert)
-    train_set = ImageDataset(train_rows["image_path"].tolist(), train_rows["target"].tolist(), train_tf)
-    workers = loader_workers(trial)
-    loader = torch.utils.data.DataLoader(
-        train_set, batch_size=trial.train.batch_size, shuffle=True, num_workers=workers,
-        persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-        drop_last=len(train_set) > trial.train.batch_size,  # a last batch of 1 breaks BatchNorm
-    )
-    val_set = ImageDataset(val_rows["image_path"].tolist(), val_rows["target"].tolist(), eval_tf)
-    counts = np.bincount(train_rows["target"], minlength=trial.tables.num_classes)
-    return ray.train.torch.prepare_data_loader(loader, move_to_device=False), val_set, counts
-
-
 def evaluate(model, val_set: ImageDataset, batch_size: int, device) -> dict[str, float]:
     """Loss, accuracy and macro F1 over the whole validation fold (each DDP rank takes a stride)."""
-    from sklearn.metrics import f1_score
-
     import ray.train
+    from sklearn.metrics import f1_score
 
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -122,7 +78,7 @@ def evaluate(model, val_set: ImageDataset, batch_size: int, device) -> dict[str,
         logits = torch.cat(gathered)[np.argsort(order)]
     targets = torch.as_tensor(val_set.targets)
     predicted = logits.argmax(1)
-    return {
+    return {  # EpochReport's validation scores
         "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
         "val_acc": (predicted == targets).float().mean().item(),
         "val_f1": float(f1_score(targets.numpy(), predicted.numpy(), average="macro")),
@@ -140,23 +96,24 @@ def weight_sets(model, parts: StepParts):
     return (parts.ema.module, unwrap(model)) if parts.evaluate_ema else (unwrap(model), parts.ema.module)
 
 
-def report(metrics: dict[str, Any], model, parts: StepParts, progress: Progress) -> None:
+def report(epoch_report: EpochReport, model, parts: StepParts, progress: Progress) -> None:
     """Report one epoch to Ray Train (-> Tune -> ASHA, MLflow); rank 0 attaches the checkpoint."""
     import ray.train
 
+    result = epoch_report.as_result()
     if ray.train.get_context().get_world_rank() != 0:
-        ray.train.report(metrics)
+        ray.train.report(result)
         return
     state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict() if parts.scheduler else {},
              "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
-             "since_best": progress.since_best, "metrics": metrics}
+             "since_best": progress.since_best, "report": result}
     if parts.ema is not None:  # model.pt holds the evaluated weights; the state carries the other set
         state["other_weights"] = weight_sets(model, parts)[1].state_dict()
     if parts.scaler is not None:
         state["scaler"] = parts.scaler.state_dict()
     with tempfile.TemporaryDirectory() as folder:
         save_checkpoint(folder, weight_sets(model, parts)[0], state)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder),
+        ray.train.report(result, checkpoint=ray.train.Checkpoint.from_directory(folder),
                          checkpoint_dir_name=checkpoint_dir_name(progress.next_epoch))
 
 
@@ -179,7 +136,7 @@ def restore(model, parts: StepParts) -> Progress:
     if parts.scaler is not None and "scaler" in state:
         parts.scaler.load_state_dict(state["scaler"])
     return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
-                    state.get("metrics"))
+                    state.get("report"))
 
 
 def replay(progress: Progress, attempt: int) -> bool:
@@ -190,11 +147,12 @@ def replay(progress: Progress, attempt: int) -> bool:
     """
     import ray.train
 
-    if progress.last_metrics is None:
+    last = EpochReport.from_result(progress.last_report or {})
+    if last is None:
         return False
-    ray.train.report({**progress.last_metrics, CHECKPOINT_RANK: -1.0, REPLAY: 1.0, ATTEMPT: attempt,
-                      WORKER_NODE: worker_node()})
-    return progress.last_metrics.get(TRIAL_DONE) == 1.0
+    again = dataclasses.replace(last, checkpoint_rank=-1.0, replay=True, attempt=attempt, worker_node=worker_node())
+    ray.train.report(again.as_result())
+    return last.trial_done
 
 
 def worker_node() -> str:
@@ -216,18 +174,17 @@ def train_worker(config: dict[str, Any]) -> None:
 
     trial = TrialConfig.model_validate(config)
     cfg = trial.train
-    torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
     seed_everything(trial.seed * 1000 + trial.fold)
     device = ray.train.torch.get_device()
-    model = create_model(trial.model.name, trial.tables.num_classes, trial.model.pretrained, trial.model.drop_rate)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader, val_set, class_counts = make_loaders(trial, model)
+    setup = build_trial(trial)
+    model = setup.model
+    loader = ray.train.torch.prepare_data_loader(setup.train_loader(), move_to_device=False)  # shards across workers
+    val_set = setup.val_set()
     optimizer = create_optimizer(model, cfg.optimizer)
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
     model = ray.train.torch.prepare_model(model)  # to device; DDP when there are several workers
-    loss_fn = create_loss(cfg.loss, class_counts).to(device)
+    loss_fn = create_loss(cfg.loss, setup.class_counts()).to(device)
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
     progress = restore(model, parts)
     node = worker_node()
@@ -239,17 +196,17 @@ def train_worker(config: dict[str, Any]) -> None:
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-        metrics = evaluate(weight_sets(model, parts)[0], val_set, cfg.batch_size, device)
+        scores = evaluate(weight_sets(model, parts)[0], val_set, cfg.batch_size, device)
         if scheduler is not None:
-            scheduler.step(epoch + 1, metrics[metric])
-        improved = progress.update(metrics[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+            scheduler.step(epoch + 1, scores[metric])
+        improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
         done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
-        metrics.update(epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"],
-                       epoch_time_s=time.perf_counter() - start,
-                       images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9),
-                       **{CHECKPOINT_RANK: float(epoch + 1) if improved else -1.0, TRIAL_DONE: float(done),
-                          BEST_EPOCH: progress.best_epoch, BEST_SCORE: progress.best_score, ATTEMPT: trial.attempt,
-                          WORKER_NODE: node})
-        report(metrics, model, parts, progress)
+        epoch_report = EpochReport(
+            epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
+            epoch_time_s=time.perf_counter() - start,
+            images_per_s=seen * ray.train.get_context().get_world_size() / max(train_time, 1e-9),
+            checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
+            best_score=progress.best_score, attempt=trial.attempt, worker_node=node)
+        report(epoch_report, model, parts, progress)
         if done:
             return

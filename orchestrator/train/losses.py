@@ -7,13 +7,15 @@ mixing switched on or off.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from orchestrator.config import LossConfig
+if TYPE_CHECKING:  # types only: config imports this registry to check names
+    from orchestrator.config import LossConfig
 
 
 def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from orchestrator.config import LRSchedulerConfig, OptimizerConfig
+if TYPE_CHECKING:  # types only: config imports this registry to check names
+    from orchestrator.config import LRSchedulerConfig, OptimizerConfig
 
 # name -> timm optimizer name (create_optimizer_v2 does the work)
 OPTIMIZERS: dict[str, str] = {"adamw": "adamw", "adam": "adam", "sgd": "sgd", "radam": "radam", "lamb": "lamb"}

@@ -7,8 +7,6 @@ import pandas as pd
 import torch
 
 from orchestrator.config import TrialConfig, TtaConfig
-from orchestrator.data.dataset import ImageDataset
-from orchestrator.storage import read_parquet
 
 
 @torch.no_grad()
@@ -77,33 +75,25 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
     TTA the frames hold TTA probabilities and the metrics hold the OOF scores without
     and with it (`oof_acc`, `oof_acc_tta`, ...), so its effect is on record.
     """
-    from orchestrator.data.transforms import build_transforms
     from orchestrator.train.checkpoint import load_weights
-    from orchestrator.train.models import create_model, normalization
+    from orchestrator.train.setup import build_trial
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
-    model = create_model(trial.model.name, trial.tables.num_classes, pretrained=False)
+    setup = build_trial(trial, pretrained=False)
+    model = setup.model
     load_weights(checkpoint_dir, model)
     model.to(device)
-    _, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model), invert=trial.data.invert)
-
-    def run(paths: list[str], tta: TtaConfig | None) -> np.ndarray:
-        loader = torch.utils.data.DataLoader(ImageDataset(paths, None, eval_tf), batch_size=trial.train.batch_size * 2)
-        return predict_probs(model, loader, device, tta)
-
-    rows = read_parquet(trial.tables.folds_path)
-    val = rows[rows["fold"] == trial.fold]
+    val = setup.val_rows
     targets = val["target"].to_numpy()
-    oof = run(val["image_path"].tolist(), None)
+    oof = predict_probs(model, setup.eval_loader(val), device)
     metrics = oof_metrics(oof, targets)
     if trial.tta is not None:
-        oof = run(val["image_path"].tolist(), trial.tta)
+        oof = predict_probs(model, setup.eval_loader(val), device, trial.tta)
         metrics.update(oof_metrics(oof, targets, "_tta"))
     out = {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
            "metrics": metrics}
-    if trial.tables.test_path:
-        test = read_parquet(trial.tables.test_path)
-        out["test"] = probs_frame(run(test["image_path"].tolist(), trial.tta), row_id=test["row_id"].to_numpy(),
-                                  image_path=test["rel_path"].to_numpy())
+    test = setup.test_rows()
+    if test is not None:
+        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test), device, trial.tta),
+                                  row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
     return out

@@ -75,3 +75,35 @@ def test_dry_run_prints_plan_and_touches_nothing(tmp_path, minimal_grid):
     assert result.returncode == 0
     assert "6 trials = 2 configs x 3 folds" in result.stdout and "data ok: 18 train rows, 3 classes" in result.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml", "tiny"]  # no mlflow.db, ray_results, ...
+
+
+def dry_run(tmp_path, grid: dict):
+    return run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), "--dry-run", cwd=tmp_path, timeout=300)
+
+
+@pytest.mark.integration
+def test_a_search_value_its_key_refuses_names_the_axis_and_the_value(tmp_path, minimal_grid):
+    minimal_grid["search"] = {"train.optimizer.lr": {"grid": [1.0e-3, -1.0]}}
+    result = dry_run(tmp_path, minimal_grid)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "search.train.optimizer.lr: the value -1.0 is refused" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_repeated_train_row_is_refused_with_its_lines(tmp_path, minimal_grid, tiny_sketch):
+    csv = tiny_sketch / "train.csv"
+    csv.write_text(csv.read_text() + "bee,bee/2.png,1\n")  # line 20 repeats line 10
+    result = dry_run(tmp_path, minimal_grid)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train.csv: 1 line(s) name the image of an earlier line" in result.stderr
+    assert "line 20 repeats line 10: " in result.stderr
+    assert "leak" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_class_with_fewer_images_than_folds_is_named(tmp_path, minimal_grid, tiny_sketch):
+    csv = tiny_sketch / "train.csv"
+    csv.write_text("\n".join(line for line in csv.read_text().splitlines() if not line.startswith("cat,cat/") or "/0." in line))
+    result = dry_run(tmp_path, minimal_grid)
+    assert result.returncode == 0  # it can run; the person running it is told what the folds will lack
+    assert "'cat' (1)" in result.stderr and "a single image" in result.stderr and "folds.kind: holdout" in result.stderr

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -176,7 +177,7 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
     assert children["0.001"].info.status == "FINISHED"
     from mlflow.tracking import MlflowClient
 
-    error = open(MlflowClient(uri).download_artifacts(children["10000000000.0"].info.run_id, "error.txt", str(tmp_path))).read()
+    error = Path(MlflowClient(uri).download_artifacts(children["10000000000.0"].info.run_id, "error.txt", str(tmp_path))).read_text()
     assert "train_loss is nan" in error and "not retried" in error  # NaN repeats from a checkpoint: no retries
     assert "retries" not in children["10000000000.0"].data.tags
     parent = next(r for r in mlflow_runs(uri, "failing") if r.data.tags["orchestrator.role"] == "grid")

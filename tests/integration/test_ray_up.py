@@ -62,7 +62,7 @@ def sshd(tmp_path):
 
 
 def ray_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(["ray", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+    result = subprocess.run(["ray", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
                             env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **(env or {})})
     print(f"$ ray {' '.join(args)}  -> exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
@@ -118,6 +118,6 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
     finally:
         down = ray_cli("down", "-y", str(cluster), cwd=REPO)
     assert down.returncode == 0
-    assert subprocess.run(["pgrep", "-f", "raylet"], capture_output=True).returncode == 1  # Ray is gone
+    assert subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, check=False).returncode == 1  # Ray is gone
     report_figure(f"ray up (local provider over sshd on 127.0.0.1): {up_s:.0f} s; up + 2-trial grid + ensemble job + "
                   f"down: {time.monotonic() - started:.0f} s")

@@ -64,7 +64,7 @@ def test_fold_use_must_exist(minimal_grid):
 
 def test_fold_asha_needs_the_grid_searcher(minimal_grid):
     minimal_grid.update(searcher="optuna", scheduler={"kind": "fold_asha"})
-    with pytest.raises(InputError, match="fold_asha.*searcher: optuna"):
+    with pytest.raises(InputError, match=r"fold_asha.*searcher: optuna"):
         parse_grid(minimal_grid)
 
 
@@ -90,7 +90,7 @@ def test_overrides_apply_dotted_paths(tmp_path, minimal_grid):
 
 def test_override_into_a_value_is_an_error(tmp_path, minimal_grid):
     path = write_grid(tmp_path, minimal_grid)
-    with pytest.raises(InputError, match="train.epochs is a value"):
+    with pytest.raises(InputError, match=r"train.epochs is a value"):
         load_grid(path, [("train.epochs.x", "1")])
 
 
@@ -112,3 +112,20 @@ def test_every_shipped_experiment_validates(path: Path):
 def test_resolved_config_round_trips(minimal_grid):
     grid = parse_grid(minimal_grid)
     assert parse_grid(yaml.safe_load(yaml.safe_dump(grid.model_dump(mode="json")))) == grid
+
+
+@pytest.mark.parametrize("axis,value", [({"grid": [1.0e-3, -1.0]}, "-1.0"), ({"loguniform": [1.0e-4, 2.0]}, "2.0")])
+def test_a_search_value_its_key_refuses_is_named(minimal_grid, axis, value):
+    minimal_grid["search"] = {"train.optimizer.lr" if "grid" in axis else "model.drop_rate": axis}
+    with pytest.raises(InputError, match=rf"search\.[a-z_.]+: the value {value} is refused"):
+        parse_grid(minimal_grid)
+
+
+def test_search_values_are_checked_by_the_keys_own_rules(minimal_grid):
+    minimal_grid["search"] = {"model.name": {"choice": ["test_resnet", "resnet_nope"]},
+                              "train.epochs": {"randint": [1, 4]}}
+    with pytest.raises(InputError, match=r"search\.model\.name: the value 'resnet_nope' is refused .*unknown timm model"):
+        parse_grid(minimal_grid)
+    minimal_grid["search"] = {"train.epochs": {"randint": [0, 4]}}
+    with pytest.raises(InputError, match=r"search\.train\.epochs: the value 0 is refused"):
+        parse_grid(minimal_grid)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from orchestrator.config import DataConfig, FoldsConfig
-from orchestrator.data.folds import TRAIN_ONLY, assign_folds
+from orchestrator.data.folds import TRAIN_ONLY, assign_folds, class_size_warnings
 from orchestrator.data.images import read_image, safe_join
 from orchestrator.data.sources import load_image_folder, load_sketch_csv
 from orchestrator.errors import InputError
@@ -25,7 +25,7 @@ def test_sketch_csv_loads_mixed_modes(tiny_sketch):
 
 @pytest.mark.parametrize("relative", ["../../etc/passwd", "/etc/passwd", "ant/../../x.png", "~/x.png"])
 def test_paths_cannot_escape_the_data_root(tmp_path, relative):
-    with pytest.raises(InputError, match="train.csv line 2"):
+    with pytest.raises(InputError, match=r"train.csv line 2"):
         safe_join(tmp_path, relative, "train.csv line 2")
 
 
@@ -57,7 +57,7 @@ def test_empty_class_list(tiny_sketch):
 
 
 def test_missing_root_and_columns(tmp_path, tiny_sketch):
-    with pytest.raises(InputError, match="data.root: directory not found"):
+    with pytest.raises(InputError, match=r"data.root: directory not found"):
         load_sketch_csv(sketch(tmp_path / "nope"))
     (tiny_sketch / "train.csv").write_text("path,label\nant/0.png,0\n")
     with pytest.raises(InputError, match="missing column"):
@@ -100,3 +100,23 @@ def test_holdout_has_one_validation_fold():
 def test_grouped_folds_need_groups():
     with pytest.raises(InputError, match="needs a group per row"):
         assign_folds(frame(), FoldsConfig(kind="stratified_group", n_splits=4), seed=0)
+
+
+def test_a_repeated_image_is_refused_naming_both_lines(tiny_sketch):
+    csv = tiny_sketch / "train.csv"
+    csv.write_text(csv.read_text() + "bee,./bee/2.png,1\n")  # the same file, spelt differently
+    with pytest.raises(InputError, match=r"train.csv: 1 line\(s\) name the image of an earlier line(.|\n)*line 20 repeats line 10"):
+        load_sketch_csv(sketch(tiny_sketch))
+
+
+def test_small_classes_are_named_with_what_to_do():
+    rows = pd.DataFrame({"target": [0] * 10 + [1] * 2 + [2], "group": None})
+    (warning,) = class_size_warnings(rows, FoldsConfig(kind="stratified", n_splits=5), ["a", "b", "c"])
+    assert "'b' (2), 'c' (1)" in warning and "a single image" in warning and "n_splits" in warning
+    assert class_size_warnings(rows, FoldsConfig(kind="stratified", n_splits=2), ["a", "b", "c"])  # c alone
+    assert not class_size_warnings(rows[rows["target"] < 2], FoldsConfig(kind="stratified", n_splits=2), ["a", "b"])
+    grouped = pd.DataFrame({"target": [0, 0, 0, 1, 1, 1], "group": ["p", "q", "r", "s", "s", "s"]})
+    (warning,) = class_size_warnings(grouped, FoldsConfig(kind="stratified_group", n_splits=3), ["a", "b"])
+    assert "'b' (1)" in warning and "group" in warning  # three photos, one person
+    with pytest.raises(InputError, match=r"holdout split needs at least 2 .*'c' \(1\)"):
+        class_size_warnings(rows, FoldsConfig(kind="holdout", n_splits=5), ["a", "b", "c"])

@@ -81,3 +81,13 @@ def test_resumed_config_keeps_its_seeded_folds():
     b.settle_seeds()
     assert b.record("a", 1, 1, 0.7) is Verdict.CONTINUE
     assert b.means[1] == [0.6]
+
+
+def test_a_rung_at_or_past_a_configs_own_last_epoch_is_not_a_rung_for_it():
+    """train.epochs as a search axis: a 1-epoch config never waits at rung 1, a 3-epoch one does."""
+    b = FoldRungs([1, 3], 3.0, "max")
+    for fold in (0, 1):
+        b.expect("short", fold, budget=1)
+        b.expect("long", fold, budget=9)
+    assert b.record("short", 0, 1, 0.5) is Verdict.CONTINUE  # its last epoch: it ends by itself, nothing to save
+    assert b.record("long", 0, 1, 0.5) is Verdict.WAIT

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -89,7 +91,7 @@ def lrs(name: str, epochs=6, steps=5, metric=lambda e: 0.5, **kw):
 def test_schedules_have_their_shapes():
     assert sorted(LR_SCHEDULERS) == ["constant", "cosine", "one_cycle", "plateau", "step"]
     cosine = lrs("cosine", warmup_epochs=0, min_lr=0.0)
-    assert all(a > b for a, b in zip(cosine, cosine[1:]))
+    assert all(a > b for a, b in itertools.pairwise(cosine))
     assert lrs("step", decay_epochs=2, decay_rate=0.5, warmup_epochs=0) == pytest.approx([1.0, 0.5, 0.5, 0.25, 0.25, 0.125])
     plateau = lrs("plateau", patience_epochs=1, decay_rate=0.1, warmup_epochs=0)  # metric never improves
     assert plateau == pytest.approx([1.0, 1.0, 0.1, 0.1, 0.01, 0.01])

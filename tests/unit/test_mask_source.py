@@ -11,6 +11,7 @@ from orchestrator.data.mask import CLASSES, age_class, load_mask, mask_class, ma
 from orchestrator.errors import InputError
 from tests.conftest import PEOPLE
 
+
 def load(root, **kw):
     return load_mask(DataConfig(source="mask", root=root, **kw))
 
@@ -20,7 +21,7 @@ def test_class_formula_covers_all_18_classes(mask_root):
     assert len(tables.classes) == 18 and len(tables.train) == 12 * 7
     train = tables.train.assign(file=lambda f: f["rel_path"].str.split("/").str[1].str.split(".").str[0])
     for _, row in train.iterrows():
-        pid, gender, age = next(p for p in PEOPLE if p[0] == row["group"])
+        _, gender, age = next(p for p in PEOPLE if p[0] == row["group"])
         mask = 0 if row["file"].startswith("mask") else 1 if row["file"] == "incorrect_mask" else 2
         assert row["target"] == mask * 6 + (gender.lower() == "female") * 3 + age_class(age, [30, 60])
     assert sorted(train["target"].unique()) == list(range(18))
@@ -63,7 +64,7 @@ def test_submission_keeps_info_csv_order(mask_root):
 
 def test_unexpected_file_name_is_named(mask_root):
     (mask_root / "train" / "images" / "000000_male_Asian_29" / "selfie.jpg").write_bytes(b"x")
-    with pytest.raises(InputError, match="selfie.jpg: unexpected file name"):
+    with pytest.raises(InputError, match=r"selfie.jpg: unexpected file name"):
         load(mask_root)
 
 
@@ -71,4 +72,12 @@ def test_bad_gender_names_the_line(mask_root):
     csv = mask_root / "train" / "train.csv"
     csv.write_text(csv.read_text().replace("000003,male", "000003,unknown"))
     with pytest.raises(InputError, match="line 5: gender 'unknown'"):
+        load(mask_root)
+
+
+def test_a_person_listed_twice_is_refused(mask_root):
+    csv = mask_root / "train" / "train.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([*lines, "000099" + lines[3][len("000002"):]]) + "\n")  # another id, the same folder
+    with pytest.raises(InputError, match=r"name the person folder of an earlier line.*\n  line 14 repeats line 4"):
         load(mask_root)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from orchestrator.config import TrainConfig
+from orchestrator.protocol import EpochReport
 from orchestrator.train.loop import Progress
 from orchestrator.train.step import build_parts, train_one_epoch
 
@@ -151,12 +152,12 @@ def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, mo
     def fake_report(metrics, checkpoint=None, checkpoint_dir_name=None):
         saved["dir"] = checkpoint.to_directory(str(tmp_path / "ckpt"))
 
-    monkeypatch.setattr(ray.train, "get_context", lambda: Context())
+    monkeypatch.setattr(ray.train, "get_context", Context)
     monkeypatch.setattr(ray.train, "report", fake_report)
     x, y = data()
     cfg = TrainConfig(ema={"decay": 0.9, "warmup": False, "evaluate": evaluate_ema})
     model, parts = run(cfg, batches(x, y, 8))
-    loop.report({}, model, parts, Progress(next_epoch=1))
+    loop.report(EpochReport(epoch=1), model, parts, Progress(next_epoch=1))
     state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=True)
     assert set(state) >= {"other_weights"} and not {"raw_model", "ema"} & set(state)
 

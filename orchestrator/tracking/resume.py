@@ -3,11 +3,13 @@
 A trial's identity is its config_id (a hash of its resolved config and data)
 plus its fold, so a grid that is run again, grown by a model, a fold or a search
 value, or resumed after a crash, maps onto the trials MLflow already holds (see
-tracking/history.py for the rules).
+history.py for the rules). The driver asks this module before the search starts
+and hands the search what it needs (the trials to run, fold_asha's seeds).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +18,11 @@ import yaml
 
 from orchestrator.config import GridConfig
 from orchestrator.errors import InputError
+from orchestrator.layout import RunFiles
+from orchestrator.protocol import TrialStatus
+from orchestrator.search.fold_rungs import FoldSeed
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.storage import remove_tree
-from orchestrator.search.trainable import trial_run_dir
 from orchestrator.tracking.history import PriorTrial, latest_grid_run, metric_history, prior_trials
 from orchestrator.tracking.mlflow_store import Tracker, environment_tags
 
@@ -27,15 +31,15 @@ from orchestrator.tracking.mlflow_store import Tracker, environment_tags
 class Work:
     to_run: list[PlannedTrial]
     reused: list[PlannedTrial]  # ended in an earlier run
-    continued: dict[str, PriorTrial]  # trial key -> the unfinished run it continues (--resume)
+    continued: dict[str, PriorTrial]  # trial key -> the unfinished run it continues (--resume), epochs as logged
     prior: dict[str, PriorTrial]  # every earlier run of a planned identity
 
-    def seeds(self, tracker: Tracker, grid: GridConfig) -> dict[tuple[str, int], tuple[dict[int, float], bool]]:
+    def seeds(self, tracker: Tracker, grid: GridConfig) -> dict[tuple[str, int], FoldSeed]:
         """Earlier per-epoch scores of planned folds (and whether that fold ended), for fold_asha's rungs."""
         if grid.scheduler.kind != "fold_asha":
             return {}
         keyed = {p.key: p.config for p in self.to_run + self.reused}
-        return {(keyed[key].config_id, keyed[key].fold): (metric_history(tracker, old.run_id, grid.scheduler.metric), old.ended)
+        return {(keyed[key].config_id, keyed[key].fold): FoldSeed(metric_history(tracker, old.run_id, grid.scheduler.metric), old.ended)
                 for key, old in self.prior.items() if key in keyed and (old.ended or key in self.continued)}
 
 
@@ -47,17 +51,22 @@ def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resum
     prior = {k: v for k, v in prior_trials(tracker, grid.scheduler.metric).items() if k in {p.key for p in plan}}
     reused = [p for p in plan if p.key in prior and prior[p.key].ended]
     to_run = [p for p in plan if p not in reused]
-    continued = {p.key: prior[p.key] for p in to_run if resume and p.key in prior}
+    continued = {p.key: _as_logged(tracker, prior[p.key], grid.scheduler.metric) for p in to_run if resume and p.key in prior}
     abandoned = [p for p in to_run if not resume and p.key in prior]
     for p in abandoned:
-        tracker.end_run(prior[p.key].run_id, "KILLED", {"status": "ABANDONED"})
+        tracker.end_run(prior[p.key].run_id, TrialStatus.ABANDONED.mlflow_status, {"status": str(TrialStatus.ABANDONED)})
     if abandoned:
         print(f"{len(abandoned)} trial(s) of an earlier run did not end; they start afresh "
               f"(`--resume` would continue them from their last checkpoint)", flush=True)
     if not resume:
         for p in to_run:
-            clear_checkpoints(p.config.storage, p.key)
+            remove_tree(p.config.layout.trial_dir(p.key))  # a fresh start must not resume its stale checkpoints
     return Work(to_run, reused, continued, prior)
+
+
+def _as_logged(tracker: Tracker, old: PriorTrial, metric: str) -> PriorTrial:
+    """An unfinished run's epochs as its metric history has them (its `epochs` tag is written only at its end)."""
+    return dataclasses.replace(old, epochs=max(metric_history(tracker, old.run_id, metric), default=0))
 
 
 def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, work: Work, resume: bool) -> str:
@@ -72,13 +81,9 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
     total = len(work.to_run) + len(work.reused)
     parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(total), "reused": str(len(work.reused)),
                                                                  **environment_tags()})
-    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), "grid.yaml")
+    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), RunFiles.GRID)
     tables = prepared.tables
-    tracker.log_frames(parent_id, {"folds": tables.train, **({"test": tables.test} if tables.test is not None else {})}, "data")
-    tracker.log_text(parent_id, json.dumps(tables.classes), "data/classes.json")
+    tracker.log_frames(parent_id, {"folds": tables.train, **({"test": tables.test} if tables.test is not None else {})},
+                       RunFiles.DATA)
+    tracker.log_text(parent_id, json.dumps(tables.classes), RunFiles.CLASSES)
     return parent_id
-
-
-def clear_checkpoints(storage: str, trial_key: str) -> None:
-    """Remove a trial's Train run (checkpoints and state) so a fresh start does not resume it."""
-    remove_tree(trial_run_dir(storage, trial_key))

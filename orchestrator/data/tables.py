@@ -1,0 +1,61 @@
+"""The one shape every source produces (`DataTables`), and the CSV checks sources share.
+
+train: row_id, image_path (absolute), rel_path, target, group
+test:  row_id, image_path (absolute), rel_path
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from orchestrator.errors import InputError
+
+
+@dataclass
+class DataTables:
+    train: pd.DataFrame
+    test: pd.DataFrame | None
+    classes: list[str]
+
+
+def read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, dtype=dtype)
+    except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
+        raise InputError(f"cannot read CSV: {err}", source=str(path)) from None
+    missing = required - set(frame.columns)
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}", source=str(path))
+    if frame.empty:
+        raise InputError("has no rows", source=str(path))
+    return frame
+
+
+def require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise InputError(f"{what}: directory not found: {path} (check data.root in the grid file)")
+
+
+def refuse_repeated(paths: list[str], source: str, noun: str = "image") -> None:
+    """Raise one InputError naming the CSV lines (row i is line i + 2) whose path an earlier line has.
+
+    One image in two rows (or one person's folder under two ids) can sit in a training
+    fold and a validation fold at once: a leak that inflates every OOF score.
+    """
+    first: dict[str, int] = {}
+    repeats = []
+    for i, path in enumerate(paths):
+        key = os.path.normcase(os.path.realpath(path))  # the same file, however it is spelt
+        if key in first:
+            repeats.append(f"line {i + 2} repeats line {first[key] + 2}: {path}")
+        else:
+            first[key] = i
+    if repeats:
+        shown = "\n  ".join(repeats[:10]) + (f"\n  ... and {len(repeats) - 10} more" if len(repeats) > 10 else "")
+        raise InputError(f"{len(repeats)} line(s) name the {noun} of an earlier line; it could then be in a training fold "
+                         f"and a validation fold at once (a leak that inflates OOF scores). Remove the repeated lines:\n  {shown}",
+                         source=source)

@@ -1,0 +1,73 @@
+"""Every path a grid writes, formatted here and nowhere else.
+
+Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, file://):
+
+    <tracking.storage>/<grid name>/
+      data/folds.parquet            train rows with their fold (written once per grid; trials read it)
+      data/test.parquet             test rows
+      trials/<config_id>-f<fold>/   one Ray Train run per trial identity, the same in every invocation
+        epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt
+      tune/<time>/                  Ray Tune's experiment state of one invocation
+
+MLflow artifacts of the runs (`RunFiles`) are named here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.storage import resolve
+
+
+def checkpoint_dir_name(epoch: int) -> str:
+    """Checkpoint folders are named by epoch, so the best one can be found again after a resume."""
+    return f"epoch_{epoch:04d}"
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    root: str  # `<tracking.storage>/<grid name>`, absolute (Ray moves workers' working dirs) or a URI
+
+    @classmethod
+    def of(cls, storage: str, grid_name: str) -> GridLayout:
+        return cls(f"{resolve(storage)}/{grid_name}")
+
+    @property
+    def folds_table(self) -> str:
+        return f"{self.root}/data/folds.parquet"
+
+    @property
+    def test_table(self) -> str:
+        return f"{self.root}/data/test.parquet"
+
+    @property
+    def trials(self) -> str:
+        """Ray Train's storage_path: its run name is the trial key."""
+        return f"{self.root}/trials"
+
+    def trial_dir(self, trial_key: str) -> str:
+        """One trial's Train run folder (its checkpoints and the checkpoint manager's snapshot)."""
+        return f"{self.trials}/{trial_key}"
+
+    def checkpoint(self, trial_key: str, epoch: int) -> str:
+        return f"{self.trial_dir(trial_key)}/{checkpoint_dir_name(epoch)}"
+
+    @property
+    def tune(self) -> str:
+        """Ray Tune's storage_path: one experiment folder per invocation, named by its start time."""
+        return f"{self.root}/tune"
+
+
+class RunFiles:
+    """Artifact names in MLflow runs (what the ensemble and people look for)."""
+
+    GRID = "grid.yaml"  # parent: the resolved grid
+    DATA = "data"  # parent: folds.parquet, test.parquet, classes.json
+    CLASSES = "data/classes.json"
+    SUMMARY = "summary.csv"
+    TRIAL_CONFIG = "trial_config.json"  # child: the resolved TrialConfig
+    CHECKPOINT = "checkpoint"  # child: the best epoch's model.pt
+    OOF = "oof.parquet"
+    TEST = "test.parquet"
+    CONFUSION = "confusion_matrix.png"
+    ERROR = "error.txt"

@@ -1,0 +1,111 @@
+"""What crosses from a trial's workers to the driver: the epoch report, and the trial statuses.
+
+The worker builds one `EpochReport` per epoch and hands `as_result()` to Ray Train;
+Tune passes that dict on, and the schedulers, the MLflow callback and the progress
+view read it back with `EpochReport.from_result`. A new metric is one field here
+(`metric()` marks what MLflow and the progress view show).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+# The two keys Ray's own components are told by name (both are fields of EpochReport):
+TIME_ATTR = "epoch"  # what schedulers count: the trial's own epoch, so a resumed trial keeps its rungs
+RANK_ATTR = "checkpoint_rank"  # what Ray Train keeps the best checkpoint by
+
+
+def metric(better: str | None = None) -> Any:
+    """A field that is a per-epoch metric, logged to MLflow at step = epoch; `better` ("max" | "min") marks
+    a validation score that `scheduler.metric` may name (and the mode it needs)."""
+    return field(default=float("nan"), metadata={"metric": True, "better": better})
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int  # 1-based; the checkpoint of this report is named after it
+    train_loss: float = metric()
+    val_loss: float = metric(better="min")
+    val_acc: float = metric(better="max")
+    val_f1: float = metric(better="max")  # macro F1
+    lr: float = metric()
+    epoch_time_s: float = metric()  # training + validation of this epoch
+    images_per_s: float = metric()  # training images per second, summed over the trial's workers
+    # Which checkpoint is "best" is decided by the worker, once: Ray keeps the checkpoint with the
+    # highest rank (the latest new best) plus the latest, and the driver predicts from the same one.
+    checkpoint_rank: float = -1.0
+    trial_done: bool = False  # the trial ended by itself (all its epochs, or early stopping's patience)
+    best_epoch: int = 0  # the epoch of the best checkpoint so far
+    best_score: float | None = None  # the scheduler metric at best_epoch
+    attempt: int = 0  # how many times the trial was retried from its checkpoint
+    worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)
+    replay: bool = False  # a restored trial repeating its checkpoint's report (the driver may have missed it)
+
+    @classmethod
+    def metric_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("metric"))
+
+    @classmethod
+    def scores(cls) -> dict[str, str]:
+        """Validation scores a scheduler can rank trials by -> the mode that ranks them ("max" | "min")."""
+        return {f.name: f.metadata["better"] for f in dataclasses.fields(cls) if f.metadata.get("better")}
+
+    def metrics(self) -> dict[str, float]:
+        """The per-epoch metrics (what MLflow logs), without bookkeeping."""
+        return {name: getattr(self, name) for name in self.metric_names()}
+
+    def as_result(self) -> dict[str, Any]:
+        """The dict Ray Train and Tune carry (flags as 0/1 floats, which every Tune logger takes)."""
+        return {k: float(v) if isinstance(v, bool) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any]) -> EpochReport | None:
+        """Read a Tune result back; None for results that carry no epoch report (Tune's own)."""
+        if TIME_ATTR not in result:
+            return None
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in result.items() if k in known}
+        for name in ("trial_done", "replay"):
+            values[name] = bool(values.get(name, False))
+        for name in ("epoch", "best_epoch", "attempt"):
+            values[name] = int(values.get(name, 0) or 0)
+        return cls(**values)
+
+
+class TrialStatus(str, Enum):
+    """A trial's status: the summary table, MLflow's `status` tag, and what reruns decide on."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # fold-aware ASHA parked it at a rung until its sibling folds get there
+    FINISHED = "FINISHED"  # ran to its own end: all epochs, or early stopping's patience
+    KILLED = "KILLED"  # stopped early by the scheduler
+    FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"  # the driver stopped; `--resume` continues it
+    ABANDONED = "ABANDONED"  # an unfinished run replaced by a fresh start
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def ended(self) -> bool:
+        """Ended for good: a rerun reuses it instead of training it again."""
+        return self in (TrialStatus.FINISHED, TrialStatus.KILLED)
+
+    @property
+    def terminal(self) -> bool:
+        """Done in this invocation (counted as done by the progress view)."""
+        return self.ended or self is TrialStatus.FAILED
+
+    @property
+    def open(self) -> bool:
+        """Not ended yet: interrupted if the driver goes down now."""
+        return self in (TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED)
+
+    @property
+    def mlflow_status(self) -> str:
+        """MLflow's run status: it knows only FINISHED, KILLED and FAILED for an ended run."""
+        return self.value if self.terminal else TrialStatus.KILLED.value

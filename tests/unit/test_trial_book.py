@@ -1,0 +1,118 @@
+"""The driver's bookkeeping of trials (statuses, epochs, best checkpoint, retries, nodes) and what people see of it."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from orchestrator.config import TrialTables, parse_grid
+from orchestrator.protocol import EpochReport, TrialStatus
+from orchestrator.report import Progress, summary_table
+from orchestrator.search.plan import plan_trials
+from orchestrator.tracking.history import PriorTrial
+from orchestrator.tracking.trials import TrialBook
+
+TABLES = TrialTables(folds_path="f.parquet", test_path=None, num_classes=3)
+
+
+@pytest.fixture
+def plan(minimal_grid):
+    minimal_grid["search"] = {"train.epochs": {"grid": [2, 4]}}
+    return plan_trials(parse_grid(minimal_grid), TABLES)
+
+
+def report(epoch: int, **fields) -> EpochReport:
+    return EpochReport(epoch=epoch, val_acc=0.5, train_loss=1.0, **fields)
+
+
+def test_a_trial_runs_reports_and_ends_finished_or_killed(plan):
+    book = TrialBook(plan)
+    first, second = book.records[plan[0].key], book.records[plan[1].key]
+    assert first.status is TrialStatus.PENDING
+    assert book.start(first) is False  # a new run
+    first.run_id = "run-1"  # (TrialRuns.open's part)
+    assert first.status is TrialStatus.RUNNING
+    news = book.result(first, report(1, best_epoch=1, best_score=0.5, worker_node="10.0.0.1/abcd"))
+    assert news.new_epoch and news.moved and not news.retried
+    assert first.best_checkpoint == plan[0].config.layout.checkpoint(plan[0].key, 1)
+    assert not book.result(first, report(1, replay=True)).new_epoch  # a restored trial repeats an epoch it logged
+    book.complete(first, ended_by_itself=True)
+    assert first.status is TrialStatus.FINISHED
+    book.start(second)
+    second.run_id = "run-2"
+    book.complete(second, ended_by_itself=False)  # the scheduler stopped it
+    assert second.status is TrialStatus.KILLED
+
+
+def test_a_trial_stopped_before_it_started_is_killed_not_finished(plan):
+    book = TrialBook(plan)
+    record = book.records[plan[0].key]
+    book.complete(record, ended_by_itself=True)  # Tune's done, no run ever opened
+    assert record.status is TrialStatus.KILLED
+
+
+def test_a_retry_and_a_new_node_are_news_once(plan):
+    book = TrialBook(plan)
+    record = book.records[plan[0].key]
+    book.start(record)
+    book.result(record, report(1, worker_node="a/1"))
+    news = book.result(record, report(2, attempt=1, worker_node="b/2"))
+    assert news.retried and news.moved and record.retries == 1 and record.nodes == ["a/1", "b/2"]
+    again = book.result(record, report(3, attempt=1, worker_node="b/2"))
+    assert not again.retried and not again.moved
+
+
+def test_pauses_failures_and_interruption(plan):
+    book = TrialBook(plan)
+    running, paused, failed, pending = (book.records[p.key] for p in plan[:4])
+    for record, run_id in ((running, "r1"), (paused, "r2"), (failed, "r3")):
+        book.start(record)
+        record.run_id = run_id
+    book.paused([paused.key, pending.key])  # only a running trial becomes paused
+    assert paused.status is TrialStatus.PAUSED and pending.status is TrialStatus.PENDING
+    book.fail(failed, "Traceback ...")
+    assert failed.status is TrialStatus.FAILED and failed.error == "Traceback ..."
+    hit = book.interrupt()
+    assert {r.key for r in hit} == {running.key, paused.key}  # open and with a run; a pending trial has none
+    assert running.status is TrialStatus.INTERRUPTED and failed.status is TrialStatus.FAILED
+    assert book.with_status(TrialStatus.INTERRUPTED) == hit
+
+
+def test_continued_and_reused_trials_start_from_what_earlier_runs_left(plan):
+    old = PriorTrial("run-old", TrialStatus.INTERRUPTED, epochs=2, best=0.4, predictions=False, nodes=("a/1",))
+    done = PriorTrial("run-done", TrialStatus.FINISHED, epochs=4, best=0.8, predictions=True)
+    book = TrialBook(plan[1:], continued={plan[1].key: old}, reused=[(plan[0], done)])
+    continued = book.records[plan[1].key]
+    assert book.start(continued) is True and continued.epochs == 2 and continued.nodes == ["a/1"]
+    reused = book.records[plan[0].key]
+    assert reused.reused and reused.status is TrialStatus.FINISHED and reused.run_id == "run-done"
+    assert "FINISHED (reused)" in summary_table(book.records.values(), "val_acc")
+
+
+def test_the_progress_line_counts_epochs_against_each_trials_own_budget(plan):
+    budgets = {p.config.train.epochs for p in plan}
+    assert budgets == {2, 4}
+    stream = io.StringIO()
+    progress = Progress(len(plan), "val_acc", stream=stream)
+    for p in plan:
+        progress.trial_result(TrialBook([p]).records[p.key], report(1))
+    lines = stream.getvalue().splitlines()
+    assert any("epoch 1/2 " in line for line in lines) and any("epoch 1/4 " in line for line in lines)
+
+
+def test_the_epoch_report_round_trips_through_a_tune_result():
+    original = EpochReport(epoch=3, train_loss=0.5, val_acc=0.75, trial_done=True, best_epoch=2, best_score=0.8,
+                           attempt=1, worker_node="10.0.0.1/abcd")
+    result = original.as_result()
+    assert result["trial_done"] == 1.0 and isinstance(result["trial_done"], float)  # every Tune logger takes it
+    assert EpochReport.from_result({**result, "training_iteration": 7}) == original  # Tune's own keys are ignored
+    assert EpochReport.from_result({"training_iteration": 1}) is None
+    assert set(EpochReport.metric_names()) >= {"train_loss", "val_loss", "val_acc", "val_f1", "lr", "images_per_s"}
+    assert EpochReport.scores() == {"val_loss": "min", "val_acc": "max", "val_f1": "max"}
+
+
+def test_statuses_say_what_reruns_and_mlflow_make_of_them():
+    assert {s for s in TrialStatus if s.ended} == {TrialStatus.FINISHED, TrialStatus.KILLED}
+    assert {s for s in TrialStatus if s.open} == {TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED}
+    assert TrialStatus.INTERRUPTED.mlflow_status == "KILLED" and f"{TrialStatus.FAILED}" == "FAILED"
