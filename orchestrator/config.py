@@ -100,6 +100,8 @@ class DataConfig(Strict):
     age_bins: list[int] = Field(default_factory=lambda: [30, 60])  # mask: age < 30 -> 0, 30..59 -> 1, >= 60 -> 2
     test_root: Path | None = None  # image_folder only: a flat folder of test images
     loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
+    # decode-once image cache: auto (at image_size) | off (decode every epoch) | a side in pixels (>= image_size)
+    cache: Literal["auto", "off"] | Annotated[int, Field(ge=8, le=2048)] = "auto"
 
     _check_source = field_validator("source")(_in_registry(_sources, "data source"))
 
@@ -109,6 +111,13 @@ class DataConfig(Strict):
         if len(bins) != 2 or not 0 < bins[0] < bins[1]:
             raise ValueError(f"give two increasing ages, e.g. [30, 60] (got {bins})")
         return bins
+
+    @model_validator(mode="after")
+    def _cache_covers_the_image(self) -> DataConfig:
+        if isinstance(self.cache, int) and self.cache < self.image_size:
+            raise ValueError(f"cache: a cache side of {self.cache}px is below image_size {self.image_size}; "
+                             f"give at least {self.image_size}, or auto")
+        return self
 
     @model_validator(mode="after")
     def _source_fold_kind(self) -> DataConfig:
@@ -372,6 +381,8 @@ class TrialTables(Strict):
     test_path: str | None  # parquet: row_id, image_path
     num_classes: int = Field(ge=2)
     fingerprint: str = ""  # hash of the rows (paths, labels, groups, classes): part of every trial's identity
+    train_files: str = ""  # hash of the train images' paths, sizes and times: names their image cache
+    test_files: str = ""  # the same for the test images
 
 
 class TrialConfig(Strict):

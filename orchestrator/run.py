@@ -57,7 +57,8 @@ def dry_run(grid: GridConfig) -> int:
 
 
 def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> int:
-    from orchestrator.data.prepare import prepare_data
+    from orchestrator.data.cache import framing_for
+    from orchestrator.data.prepare import prepare_data, warm_caches
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
     from orchestrator.report import Progress, summary_rows, summary_table
@@ -82,6 +83,10 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     print(f"{trials} trials to run ({len(work.reused)} reused from earlier runs, {len(work.continued)} continued); "
           f"MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
 
+    framings = {framing_for(p.config.data, p.config.train.augment) for p in work.to_run}
+    if grid.searcher == "optuna":  # nothing planned: the grid's own settings (a searched image_size builds on first use)
+        framings.add(framing_for(grid.data, grid.train.augment))
+    warm_caches(prepared, framings - {None})
     init_ray(address, verbose)
     book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
                      reused=[(p, work.prior[p.key]) for p in work.reused])

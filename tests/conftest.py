@@ -31,6 +31,12 @@ def write_grid(folder: Path, grid: dict, name: str = "grid.yaml") -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache_folder(tmp_path_factory):
+    """Decode-once caches of the test run (its drivers and workers inherit the variable), not the user's."""
+    os.environ["ORCHESTRATOR_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+
+
 @pytest.fixture(scope="session")
 def quickdraw_root(tmp_path_factory) -> Path:
     """quickdraw10, 150 doodles per class, as sketch_csv JPEGs with a held-out test split."""

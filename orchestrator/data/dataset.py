@@ -1,8 +1,8 @@
-"""torch Dataset over (image path, target) rows."""
+"""torch Dataset over (image, target) rows: images decoded from their files, or read from the decode-once cache."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,19 +12,24 @@ from orchestrator.data.images import read_image
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """Reads and transforms one image per item; targets are -1 for unlabeled (test) rows."""
+    """Reads and transforms one image per item; targets are -1 for unlabeled (test) rows.
 
-    def __init__(self, paths: Sequence[str], targets: Sequence[int] | None, transform: Any):
-        self.paths = list(paths)
-        self.targets = np.asarray(targets if targets is not None else [-1] * len(self.paths), dtype=np.int64)
+    `items` are file paths read with `read` (default: decode the file), or row numbers
+    of a cache file with `read=CachedImages(path).__getitem__`.
+    """
+
+    def __init__(self, items: Sequence[Any], targets: Sequence[int] | None, transform: Any,
+                 read: Callable[[Any], np.ndarray] = read_image):
+        self.items, self.read = list(items), read
+        self.targets = np.asarray(targets if targets is not None else [-1] * len(self.items), dtype=np.int64)
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         try:
-            image = read_image(self.paths[index])
+            image = self.read(self.items[index])
         except Exception as err:  # name the file: a bare decoder error mid-epoch says nothing
-            raise RuntimeError(f"cannot read image {self.paths[index]}: {err}") from err
+            raise RuntimeError(f"cannot read image {self.items[index]}: {err}") from err
         return self.transform(image=image)["image"], int(self.targets[index])

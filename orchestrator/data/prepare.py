@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from orchestrator import storage
 from orchestrator.config import GridConfig, TrialTables
+from orchestrator.data import cache
 from orchestrator.data.folds import assign_folds, class_size_warnings
 from orchestrator.data.sources import SOURCES
 from orchestrator.data.tables import DataTables
@@ -50,5 +51,19 @@ def prepare_data(grid: GridConfig) -> PreparedData:
     if tables.test is not None:
         storage.write_parquet(tables.test, layout.test_table)
     trial_tables = TrialTables(folds_path=layout.folds_table, test_path=layout.test_table if tables.test is not None else None,
-                               num_classes=len(tables.classes), fingerprint=data_fingerprint(tables))
+                               num_classes=len(tables.classes), fingerprint=data_fingerprint(tables),
+                               train_files=cache.files_fingerprint(train["image_path"].tolist()),
+                               test_files=cache.files_fingerprint(tables.test["image_path"].tolist()) if tables.test is not None else "")
     return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables)
+
+
+def warm_caches(prepared: PreparedData, framings: set[cache.Framing]) -> None:
+    """This node's decode-once caches, before the first trial: one per framing the planned trials use.
+
+    (Trials on other nodes build their node's copy on first use.)
+    """
+    tables, files = prepared.tables, prepared.trial_tables
+    for framing in sorted(framings, key=lambda f: f.slug):
+        built = cache.ensure(tables.train["image_path"].tolist(), files.train_files, framing)
+        if built is not None and tables.test is not None:
+            cache.ensure(tables.test["image_path"].tolist(), files.test_files, framing)

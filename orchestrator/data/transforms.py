@@ -106,12 +106,19 @@ def check_augment(augment: str | Sequence[Any]) -> None:
             raise ValueError(f"item {index}: {err}") from None
 
 
+def pads_to_square(augment: str | Sequence[Any]) -> bool:
+    """Whether the pipeline frames images by padding them to a square on white (else it stretches them)."""
+    return isinstance(augment, str) and PRESETS[augment][0] is _pad_square_white
+
+
 def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequence[float], std: Sequence[float],
-                     invert: bool = False):
+                     invert: bool = False, cached_side: int | None = None):
     """Return (train, eval) albumentations Compose objects producing CHW float tensors.
 
     `invert` (data.invert) turns white-on-black drawings into dark-on-white ones, in
-    train and eval alike, before anything pads or fills with white.
+    train and eval alike, before anything pads or fills with white. `cached_side`: the
+    images come from the decode-once cache, already inverted and framed to a square of
+    that side, so only a resize to image_size (if it differs) is left of the framing.
     """
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
@@ -122,5 +129,7 @@ def build_transforms(augment: str | Sequence[Any], image_size: int, mean: Sequen
     else:
         geometry, extra = _resize, [_transform_from_spec(spec) for spec in augment]
     frame = ([A.InvertImg(p=1.0)] if invert else []) + geometry(image_size)
+    if cached_side is not None:
+        frame = [] if cached_side == image_size else _resize(image_size)
     tail = [A.Normalize(mean=mean, std=std, max_pixel_value=255.0), ToTensorV2()]
     return A.Compose(frame + extra + tail), A.Compose(frame + tail)

@@ -20,7 +20,7 @@ import numpy as np
 from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, set_path, trial_skeleton
 
 # settings that do not change what a trial learns: left out of its identity
-_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"))  # (tta is not in the skeleton at all)
+_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"))  # (tta is not in the skeleton at all)
 
 
 @dataclass(frozen=True)

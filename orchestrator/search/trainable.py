@@ -71,7 +71,7 @@ def run_trial(config: dict[str, Any]) -> None:
 
 def _trainer(trial: Any) -> Any:
     import ray.train
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from orchestrator.protocol import RANK_ATTR
@@ -79,9 +79,13 @@ def _trainer(trial: Any) -> Any:
 
     res = trial.resources
     worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
+    # NCCL only where GPUs talk to each other: one worker has no collectives, and gloo also
+    # starts where a node declares GPUs but has no CUDA (the worker then trains on its CPU)
+    backend = "nccl" if res.gpus_per_worker and res.workers_per_trial > 1 else "gloo"
     return TorchTrainer(
         train_worker,
         train_loop_config=trial.model_dump(mode="json"),
+        torch_config=TorchConfig(backend=backend),
         scaling_config=ray.train.ScalingConfig(num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
                                                resources_per_worker=worker),
         run_config=ray.train.RunConfig(

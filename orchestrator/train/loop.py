@@ -162,6 +162,13 @@ def worker_node() -> str:
     return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
+def worker_device() -> torch.device:
+    """The GPU Ray gave this worker, or the CPU where CUDA is absent (a cluster declaring GPUs that torch cannot use)."""
+    import ray.train.torch
+
+    return ray.train.torch.get_device() if torch.cuda.is_available() else torch.device("cpu")
+
+
 def should_stop(trial: TrialConfig, progress: Progress) -> bool:
     """Early stopping inside the trial: no improvement for `patience` epochs."""
     rule = trial.train.early_stopping
@@ -175,7 +182,7 @@ def train_worker(config: dict[str, Any]) -> None:
     trial = TrialConfig.model_validate(config)
     cfg = trial.train
     seed_everything(trial.seed * 1000 + trial.fold)
-    device = ray.train.torch.get_device()
+    device = worker_device()
     setup = build_trial(trial)
     model = setup.model
     loader = ray.train.torch.prepare_data_loader(setup.train_loader(), move_to_device=False)  # shards across workers
@@ -183,7 +190,7 @@ def train_worker(config: dict[str, Any]) -> None:
     optimizer = create_optimizer(model, cfg.optimizer)
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
-    model = ray.train.torch.prepare_model(model)  # to device; DDP when there are several workers
+    model = ray.train.torch.prepare_model(model, move_to_device=device)  # DDP when there are several workers
     loss_fn = create_loss(cfg.loss, setup.class_counts()).to(device)
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
     progress = restore(model, parts)

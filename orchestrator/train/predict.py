@@ -94,6 +94,6 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
            "metrics": metrics}
     test = setup.test_rows()
     if test is not None:
-        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test), device, trial.tta),
+        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta),
                                   row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
     return out

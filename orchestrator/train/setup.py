@@ -2,11 +2,14 @@
 
 The Train loop, the prediction task and benchmarks/gpu_step.py all start from
 `build_trial`, so what a trial trains on and what its predictions see cannot drift.
+Images come from this node's decode-once cache (data/cache.py) unless `data.cache`
+is off or the disk could not hold it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,7 @@ import pandas as pd
 import torch
 
 from orchestrator.config import TrialConfig
+from orchestrator.data import cache
 from orchestrator.data.dataset import ImageDataset
 from orchestrator.data.transforms import build_transforms
 from orchestrator.storage import read_parquet
@@ -24,27 +28,37 @@ from orchestrator.train.models import create_model, normalization
 class TrialSetup:
     trial: TrialConfig
     model: torch.nn.Module  # on the CPU, fresh (or pretrained) weights
-    train_rows: pd.DataFrame  # rows of the other folds (and the holdout's train-only rows)
+    train_rows: pd.DataFrame  # rows of the other folds (and the holdout's train-only rows); index = row in the folds table
     val_rows: pd.DataFrame  # this fold's rows: validation and OOF predictions
     train_transform: Any
     eval_transform: Any
+    train_cache: Path | None = None  # the folds table's images, decoded once, in table order
+    test_cache: Path | None = None  # the test table's
 
     def class_counts(self) -> np.ndarray:
         """Training rows per class (class weights, `balanced`)."""
         return np.bincount(self.train_rows["target"], minlength=self.trial.tables.num_classes)
 
+    def dataset(self, rows: pd.DataFrame, transform: Any, test: bool = False) -> ImageDataset:
+        """`rows` of the folds table (or, test=True, of the test table), read from the cache when there is one."""
+        targets = None if test else rows["target"].tolist()
+        found = self.test_cache if test else self.train_cache
+        if found is None:
+            return ImageDataset(rows["image_path"].tolist(), targets, transform)
+        return ImageDataset(rows.index.tolist(), targets, transform, read=cache.CachedImages(str(found)).__getitem__)
+
     def train_set(self) -> ImageDataset:
-        return ImageDataset(self.train_rows["image_path"].tolist(), self.train_rows["target"].tolist(), self.train_transform)
+        return self.dataset(self.train_rows, self.train_transform)
 
     def val_set(self) -> ImageDataset:
-        return ImageDataset(self.val_rows["image_path"].tolist(), self.val_rows["target"].tolist(), self.eval_transform)
+        return self.dataset(self.val_rows, self.eval_transform)
 
     def test_rows(self) -> pd.DataFrame | None:
         return read_parquet(self.trial.tables.test_path) if self.trial.tables.test_path else None
 
-    def eval_loader(self, rows: pd.DataFrame) -> torch.utils.data.DataLoader:
+    def eval_loader(self, rows: pd.DataFrame, test: bool = False) -> torch.utils.data.DataLoader:
         """Rows in order, framed for evaluation, in batches twice the training size (no gradients to hold)."""
-        dataset = ImageDataset(rows["image_path"].tolist(), None, self.eval_transform)
+        dataset = self.dataset(rows, self.eval_transform, test)
         return torch.utils.data.DataLoader(dataset, batch_size=self.trial.train.batch_size * 2)
 
     def train_loader(self) -> torch.utils.data.DataLoader:
@@ -63,6 +77,22 @@ def loader_workers(trial: TrialConfig) -> int:
     return max(0, int(trial.resources.cpus_per_worker) - 1)
 
 
+def node_caches(trial: TrialConfig, rows: pd.DataFrame) -> tuple[Path | None, Path | None]:
+    """This node's cache files of the train and test images (built here if this node has none yet)."""
+    framing = cache.framing_for(trial.data, trial.train.augment)
+    if framing is None:
+        return None, None
+    processes = max(1, int(trial.resources.cpus_per_worker))
+    train = cache.ensure(rows["image_path"].tolist(), trial.tables.train_files, framing, processes, progress=False)
+    test = None
+    if trial.tables.test_path and train is not None:
+        test_paths = read_parquet(trial.tables.test_path)["image_path"].tolist()
+        test = cache.ensure(test_paths, trial.tables.test_files, framing, processes, progress=False)
+        if test is None:  # one framing for both, so both decode
+            return None, None
+    return train, test
+
+
 def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetup:
     """Everything a (config, fold) trial works on; `pretrained=False` skips the hub download (a checkpoint follows)."""
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
@@ -71,6 +101,9 @@ def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetu
     if trial.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     rows = read_parquet(trial.tables.folds_path)
+    train_cache, test_cache = node_caches(trial, rows)
+    side = cache.framing_for(trial.data, trial.train.augment).side if train_cache else None
     train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model),
-                                         invert=trial.data.invert)
-    return TrialSetup(trial, model, rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold], train_tf, eval_tf)
+                                         invert=trial.data.invert, cached_side=side)
+    return TrialSetup(trial, model, rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold], train_tf, eval_tf,
+                      train_cache, test_cache)
