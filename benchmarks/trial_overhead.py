@@ -46,13 +46,20 @@ def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: 
     transform, _ = build_transforms("sketch_light", image_size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     data = ImageDataset([str(root / "train" / p) for p in rows["image_path"]], rows["target"].tolist(), transform)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
+    return timed_epochs(model, lambda: loader, epochs)
+
+
+def timed_epochs(model, batches, epochs: int) -> list[float]:
+    """images/s per epoch of plain AdamW + cross-entropy steps over `batches()` (a fresh iterable each epoch)."""
+    import torch
+
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     speeds = []
     for _ in range(epochs):
         model.train()
         start, seen = time.perf_counter(), 0
-        for images, targets in loader:
+        for images, targets in batches():
             loss = loss_fn(model(images), targets)
             optimizer.zero_grad()
             loss.backward()
@@ -80,22 +87,14 @@ def bare_decode_once(root: Path, model_name: str, epochs: int, batch: int, image
     images = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
     targets = torch.as_tensor(rows["target"].to_numpy())
     model = timm.create_model(model_name, num_classes=int(train["target"].max()) + 1)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    speeds = []
-    for _ in range(epochs):
-        model.train()
+
+    def batches():
         order = torch.randperm(len(images))
-        start, seen = time.perf_counter(), 0
         for first in range(0, len(order) - batch + 1, batch):
             index = order[first:first + batch]
-            loss = loss_fn(model(images[index]), targets[index])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            seen += len(index)
-        speeds.append(seen / (time.perf_counter() - start))
-    return speeds
+            yield images[index], targets[index]
+
+    return timed_epochs(model, batches, epochs)
 
 
 def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_size: int, work: Path) -> dict:
