@@ -270,9 +270,13 @@ class SearchAxis(Strict):
         return next(k for k in ("grid", "choice", "uniform", "loguniform", "randint") if getattr(self, k) is not None)
 
     def extremes(self) -> list[Any]:
-        """Every value a listed axis can take; a range's two ends (randint's high is exclusive)."""
+        """Every value a listed axis can take; a range's two ends (randint's high is exclusive) and, for a
+        float range, a value between them (a whole-number key refuses it: a draw there would fail mid-run)."""
         if self.kind == "randint":
             return [self.randint[0], self.randint[1] - 1]
+        if self.kind in ("uniform", "loguniform"):
+            low, high = getattr(self, self.kind)
+            return [low, low + (high - low) * 0.37, high]
         return list(getattr(self, self.kind))
 
 

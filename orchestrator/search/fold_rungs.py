@@ -43,6 +43,7 @@ class FoldSeed:
 @dataclass
 class ConfigState:
     folds: set[int] = field(default_factory=set)  # folds that still count (can still report)
+    left: set[int] = field(default_factory=set)  # folds that ended (a rerun's reused folds too): never expected again
     budget: int | None = None  # the config's own train.epochs: rungs at or past it are not rungs for it
     scores: dict[int, dict[int, float]] = field(default_factory=dict)  # rung -> fold -> score
     passed: set[int] = field(default_factory=set)
@@ -60,7 +61,8 @@ class FoldRungs:
     def expect(self, config_id: str, fold: int, budget: int | None = None) -> None:
         """A fold that will report; `budget`: its config's epochs (a config may search train.epochs)."""
         state = self.configs.setdefault(config_id, ConfigState())
-        state.folds.add(fold)
+        if fold not in state.left:
+            state.folds.add(fold)
         state.budget = budget if budget is not None else state.budget
 
     def record(self, config_id: str, fold: int, epoch: int, score: float) -> Verdict:
@@ -81,6 +83,7 @@ class FoldRungs:
         if all(r <= last_epoch for r in self.rungs) or fold not in state.folds:
             return []
         state.folds.discard(fold)
+        state.left.add(fold)
         return [r for r in self.rungs if r > last_epoch and r in state.scores and self._settle(state, r)]
 
     def seed(self, config_id: str, fold: int, history: dict[int, float]) -> None:

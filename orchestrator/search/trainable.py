@@ -79,8 +79,9 @@ def _trainer(trial: Any) -> Any:
 
     res = trial.resources
     worker = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
-    # NCCL only where GPUs talk to each other: one worker has no collectives, and gloo also
-    # starts where a node declares GPUs but has no CUDA (the worker then trains on its CPU)
+    # NCCL only where GPUs talk to each other: one worker has no collectives, and gloo also starts
+    # where a node declares GPUs but has no CUDA (the worker then trains on its CPU); a multi-worker
+    # GPU trial needs real GPUs (NCCL does not start without one)
     backend = "nccl" if res.gpus_per_worker and res.workers_per_trial > 1 else "gloo"
     return TorchTrainer(
         train_worker,

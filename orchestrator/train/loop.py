@@ -136,7 +136,7 @@ def restore(model, parts: StepParts) -> Progress:
     if parts.scaler is not None and "scaler" in state:
         parts.scaler.load_state_dict(state["scaler"])
     return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
-                    state.get("report"))
+                    state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
 
 
 def replay(progress: Progress, attempt: int) -> bool:

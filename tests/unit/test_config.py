@@ -129,3 +129,9 @@ def test_search_values_are_checked_by_the_keys_own_rules(minimal_grid):
     minimal_grid["search"] = {"train.epochs": {"randint": [0, 4]}}
     with pytest.raises(InputError, match=r"search\.train\.epochs: the value 0 is refused"):
         parse_grid(minimal_grid)
+
+
+def test_a_float_range_on_a_whole_number_key_is_refused_before_anything_runs(minimal_grid):
+    minimal_grid["search"] = {"train.epochs": {"uniform": [2, 6]}}  # both ends are whole, a draw between is not
+    with pytest.raises(InputError, match=r"search\.train\.epochs: the value 3\.48 is refused"):
+        parse_grid(minimal_grid)

@@ -91,3 +91,13 @@ def test_a_rung_at_or_past_a_configs_own_last_epoch_is_not_a_rung_for_it():
         b.expect("long", fold, budget=9)
     assert b.record("short", 0, 1, 0.5) is Verdict.CONTINUE  # its last epoch: it ends by itself, nothing to save
     assert b.record("long", 0, 1, 0.5) is Verdict.WAIT
+
+
+def test_a_reused_fold_that_ended_early_is_not_expected_again_when_the_grid_grows():
+    b = FoldRungs([1, 3], 3.0, "max")
+    b.seed("a", 0, {1: 0.5})
+    b.drop("a", 0, 1)  # reused: it ended after epoch 1 in an earlier run
+    b.settle_seeds()
+    for fold in (0, 1):  # the grown grid's first trial of config a expects every fold
+        b.expect("a", fold)
+    assert b.record("a", 1, 3, 0.5) is Verdict.CONTINUE  # rung 3 is complete without fold 0, which will never report it
