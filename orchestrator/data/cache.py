@@ -151,6 +151,19 @@ def ensure(paths: list[str], fingerprint: str, framing: Framing, processes: int 
     return target
 
 
+def ensure_tables(train_paths: list[str], test_paths: list[str] | None, fingerprints: tuple[str, str], framing: Framing,
+                  processes: int | None = None, progress: bool = True) -> tuple[Path | None, Path | None]:
+    """This node's cache files of a grid's train and (if any) test images, both or neither.
+
+    One framing serves both tables, so when either cannot be cached both decode.
+    """
+    train = ensure(train_paths, fingerprints[0], framing, processes, progress)
+    if train is None or test_paths is None:
+        return train, None
+    test = ensure(test_paths, fingerprints[1], framing, processes, progress)
+    return (train, test) if test is not None else (None, None)
+
+
 class CachedImages:
     """Rows of one cache file, opened lazily (after a DataLoader forks its workers, each maps the same file)."""
 

@@ -63,7 +63,6 @@ def warm_caches(prepared: PreparedData, framings: set[cache.Framing]) -> None:
     (Trials on other nodes build their node's copy on first use.)
     """
     tables, files = prepared.tables, prepared.trial_tables
+    test_paths = tables.test["image_path"].tolist() if tables.test is not None else None
     for framing in sorted(framings, key=lambda f: f.slug):
-        built = cache.ensure(tables.train["image_path"].tolist(), files.train_files, framing)
-        if built is not None and tables.test is not None:
-            cache.ensure(tables.test["image_path"].tolist(), files.test_files, framing)
+        cache.ensure_tables(tables.train["image_path"].tolist(), test_paths, (files.train_files, files.test_files), framing)

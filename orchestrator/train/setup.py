@@ -77,20 +77,11 @@ def loader_workers(trial: TrialConfig) -> int:
     return max(0, int(trial.resources.cpus_per_worker) - 1)
 
 
-def node_caches(trial: TrialConfig, rows: pd.DataFrame) -> tuple[Path | None, Path | None]:
+def node_caches(trial: TrialConfig, rows: pd.DataFrame, framing: cache.Framing) -> tuple[Path | None, Path | None]:
     """This node's cache files of the train and test images (built here if this node has none yet)."""
-    framing = cache.framing_for(trial.data, trial.train.augment)
-    if framing is None:
-        return None, None
-    processes = max(1, int(trial.resources.cpus_per_worker))
-    train = cache.ensure(rows["image_path"].tolist(), trial.tables.train_files, framing, processes, progress=False)
-    test = None
-    if trial.tables.test_path and train is not None:
-        test_paths = read_parquet(trial.tables.test_path)["image_path"].tolist()
-        test = cache.ensure(test_paths, trial.tables.test_files, framing, processes, progress=False)
-        if test is None:  # one framing for both, so both decode
-            return None, None
-    return train, test
+    test_paths = read_parquet(trial.tables.test_path)["image_path"].tolist() if trial.tables.test_path else None
+    return cache.ensure_tables(rows["image_path"].tolist(), test_paths, (trial.tables.train_files, trial.tables.test_files),
+                               framing, max(1, int(trial.resources.cpus_per_worker)), progress=False)
 
 
 def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetup:
@@ -101,8 +92,9 @@ def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetu
     if trial.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     rows = read_parquet(trial.tables.folds_path)
-    train_cache, test_cache = node_caches(trial, rows)
-    side = cache.framing_for(trial.data, trial.train.augment).side if train_cache else None
+    framing = cache.framing_for(trial.data, trial.train.augment)
+    train_cache, test_cache = node_caches(trial, rows, framing) if framing is not None else (None, None)
+    side = framing.side if train_cache is not None else None
     train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model),
                                          invert=trial.data.invert, cached_side=side)
     return TrialSetup(trial, model, rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold], train_tf, eval_tf,
