@@ -311,6 +311,29 @@ class ResourcesConfig(Strict):
     workers_per_trial: int = Field(1, ge=1)
     max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
     max_failures: int = Field(2, ge=0)  # retries of a trial from its last checkpoint when a worker dies or raises
+    # on: a one-worker trial trains in its Tune trial's own process (Ray Train V2 local mode), which
+    # skips ~7 Ray helper processes per trial; off: a Ray Train worker group; auto: on where this run
+    # starts Ray on this machine, off on a cluster (a lost node is then retried on another)
+    local_mode: Literal["auto", "on", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _local_mode_is_one_worker(self) -> ResourcesConfig:
+        if self.local_mode == "on" and self.workers_per_trial > 1:
+            raise ValueError(f"local_mode: 'on' runs one worker per trial, but workers_per_trial is "
+                             f"{self.workers_per_trial}; set local_mode: off (or auto) for DDP trials")
+        return self
+
+    @property
+    def in_trial(self) -> bool:
+        """Whether the loop runs in the Tune trial's process (settled by the driver: `auto` is off here)."""
+        return self.local_mode == "on"
+
+    def settled(self, ray_is_local: bool) -> ResourcesConfig:
+        """`auto` made on or off: on for one-worker trials where Ray runs on this machine alone."""
+        if self.local_mode != "auto":
+            return self
+        on = ray_is_local and self.workers_per_trial == 1
+        return self.model_copy(update={"local_mode": "on" if on else "off"})
 
 
 class TrackingConfig(Strict):

@@ -64,7 +64,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.report import Progress, summary_rows, summary_table
     from orchestrator.search.plan import plan_trials, trial_count
     from orchestrator.search.preflight import check_shared_paths
-    from orchestrator.search.runner import init_ray, predict_remote, run_tuner
+    from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.predictions import PredictionTasks
@@ -72,6 +72,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.tracking.trial_runs import TrialRuns
     from orchestrator.tracking.trials import TrialBook
 
+    grid = settle_local_mode(grid, address)
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid)
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -46,8 +46,41 @@ def read_parquet(path: str) -> pd.DataFrame:
 
 def remove_tree(path: str) -> None:
     """Delete a folder and everything in it; nothing there is fine."""
+    if exists(path):
+        fs, inner = _open(path)
+        fs.delete_dir(inner)
+
+
+def exists(path: str) -> bool:
     import pyarrow.fs
 
     fs, inner = _open(path)
+    return fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound
+
+
+def subfolders(path: str) -> list[str]:
+    """Names of the folders directly inside `path`, sorted; none (or no such folder) is an empty list."""
+    import pyarrow.fs
+
+    fs, inner = _open(path)
+    if fs.get_file_info(inner).type != pyarrow.fs.FileType.Directory:
+        return []
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(inner))
+    return sorted(i.base_name for i in infos if i.type == pyarrow.fs.FileType.Directory)
+
+
+def upload_dir(local: str, dest: str) -> None:
+    """Copy a local folder to `dest` (a path or URI), replacing what is there.
+
+    It is written as `<dest>.partial` and then renamed, so a reader that skips
+    `.partial` folders never sees half of one (on an object store the rename is a copy).
+    """
+    import pyarrow.fs
+
+    fs, inner = _open(dest)
+    staging = f"{inner}.partial"
+    fs.create_dir(staging, recursive=True)
+    pyarrow.fs.copy_files(local, staging, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
     if fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(inner)
+    fs.move(staging, inner)

@@ -20,6 +20,16 @@ RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
 DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2"}
 
 
+def ray_is_local(address: str | None) -> bool:
+    """Whether this run starts its own Ray on this machine (no address, no RAY_ADDRESS)."""
+    return address is None and not os.environ.get("RAY_ADDRESS")
+
+
+def settle_local_mode(grid: GridConfig, address: str | None) -> GridConfig:
+    """The grid with `resources.local_mode: auto` made on or off for the Ray this run uses."""
+    return grid.model_copy(update={"resources": grid.resources.settled(ray_is_local(address))})
+
+
 def init_ray(address: str | None, verbose: bool) -> None:
     """Start local Ray, or join a cluster (address, or RAY_ADDRESS)."""
     import ray
@@ -28,7 +38,7 @@ def init_ray(address: str | None, verbose: bool) -> None:
     os.environ.update(env)  # the Train controller runs inside the trainable, started from here
     for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
-    local = address is None and not os.environ.get("RAY_ADDRESS")
+    local = ray_is_local(address)
     ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
              resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
              include_dashboard=None, configure_logging=True, logging_level="WARNING")
@@ -140,7 +150,7 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, c
     slots = trial_slots(grid)
     space, search = search_space(grid, plan, tables, slots)
     tuner = tune.Tuner(
-        tune.with_resources(run_trial, trainable_resources(slots.count if slots.own else None)),
+        tune.with_resources(run_trial, trainable_resources(grid.resources, slots.count if slots.own else None)),
         param_space=space,
         tune_config=tune.TuneConfig(
             metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=create_scheduler(grid, slots.own, seeds),

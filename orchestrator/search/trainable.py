@@ -14,41 +14,48 @@ not a non-finite loss: that repeats from the same checkpoint, so it fails at onc
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from orchestrator.config import ResourcesConfig
 
 # A custom resource only the head node has (init_ray declares it locally; cluster.yaml on `ray start --head`).
 TRIAL_SLOTS = "orchestrator_trial_slots"
 SLOT_UNITS = 1000.0
 
 
-def trainable_resources(slots: int | None) -> dict[str, float]:
-    """What the trainable itself reserves: no CPU, and (slots given) a share of TRIAL_SLOTS so `slots` fit.
+def trainable_resources(res: ResourcesConfig, slots: int | None) -> dict[str, float]:
+    """What the trainable itself reserves: a share of TRIAL_SLOTS so `slots` fit (slots given), and
+    in local mode its one worker's CPUs and GPUs, else no CPU.
 
-    The trial's Train workers hold its CPUs and GPUs. The coordinator lives on the
-    head (on-demand, never a spot node), so losing a worker node only costs the
-    workers, which the retry below replaces; and the shares cap how many trials run
-    at once. Tune's own max_concurrent_trials counts paused trials as running, so
-    fold-aware ASHA's pausing could deadlock it; it is the fallback on clusters
-    whose head lacks the resource (slots None).
+    Out of local mode the trial's Train workers hold its CPUs and GPUs. The
+    coordinator lives on the head (on-demand, never a spot node), so losing a
+    worker node only costs the workers, which the retry below replaces; and the
+    shares cap how many trials run at once. Tune's own max_concurrent_trials counts
+    paused trials as running, so fold-aware ASHA's pausing could deadlock it; it is
+    the fallback on clusters whose head lacks the resource (slots None).
     """
-    coordinator = {"CPU": 0, "memory": 64 * 1024**2}
+    if res.in_trial:
+        own = {"CPU": res.cpus_per_worker, **({"GPU": res.gpus_per_worker} if res.gpus_per_worker else {})}
+    else:
+        own = {"CPU": 0, "memory": 64 * 1024**2}
     if slots is None:
-        return coordinator
+        return own
     share = int(1e4 * SLOT_UNITS / slots) / 1e4  # Ray keeps 4 decimals: rounding down keeps `slots` within the total
-    return {**coordinator, TRIAL_SLOTS: share}
+    return {**own, TRIAL_SLOTS: share}
 
 
 def is_nonfinite_loss(error: BaseException) -> bool:
     from orchestrator.train.loop import NonFiniteLossError
 
+    if isinstance(error, NonFiniteLossError):  # local mode: the loop's own exception
+        return True
     failures = getattr(error, "worker_failures", {}) or {}
     return any(isinstance(e, NonFiniteLossError) or NonFiniteLossError.__name__ in str(e) for e in failures.values())
 
 
 def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point; `config["trial"]` is a TrialConfig as a dict."""
-    from ray.train import TrainingFailedError
-
     from orchestrator.config import TrialConfig
     from orchestrator.train.loop import NonFiniteLossError
 
@@ -58,7 +65,7 @@ def run_trial(config: dict[str, Any]) -> None:
         try:
             _trainer(trial.model_copy(update={"attempt": attempt})).fit()
             return
-        except TrainingFailedError as error:
+        except Exception as error:  # Ray Train's TrainingFailedError, or in local mode the loop's own
             if is_nonfinite_loss(error):
                 raise NonFiniteLossError(f"{trial.trial_key}: the loss became NaN/inf (not retried: it would repeat "
                                          f"from the same checkpoint)\n{error}") from None
@@ -87,8 +94,8 @@ def _trainer(trial: Any) -> Any:
         train_worker,
         train_loop_config=trial.model_dump(mode="json"),
         torch_config=TorchConfig(backend=backend),
-        scaling_config=ray.train.ScalingConfig(num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0,
-                                               resources_per_worker=worker),
+        scaling_config=ray.train.ScalingConfig(num_workers=0) if res.in_trial else ray.train.ScalingConfig(
+            num_workers=res.workers_per_trial, use_gpu=res.gpus_per_worker > 0, resources_per_worker=worker),
         run_config=ray.train.RunConfig(
             name=trial.trial_key,
             storage_path=trial.layout.trials,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -136,34 +137,44 @@ def test_early_stopping_counts_epochs_without_improvement():
 
 
 @pytest.mark.parametrize("evaluate_ema", [True, False])
-def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, monkeypatch, evaluate_ema):
+def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, evaluate_ema):
     """report() -> restore() brings back raw and EMA weights; model.pt is the evaluated set, stored once."""
-    import ray.train
-
     from orchestrator.train import loop
     from orchestrator.train.checkpoint import STATE_FILE
+    from orchestrator.train.session import InTrial
 
-    saved = {}
-
-    class Context:
-        def get_world_rank(self):
-            return 0
-
-    def fake_report(metrics, checkpoint=None, checkpoint_dir_name=None):
-        saved["dir"] = checkpoint.to_directory(str(tmp_path / "ckpt"))
-
-    monkeypatch.setattr(ray.train, "get_context", Context)
-    monkeypatch.setattr(ray.train, "report", fake_report)
+    session = InTrial(str(tmp_path / "trial"), send=lambda result: None)
     x, y = data()
     cfg = TrainConfig(ema={"decay": 0.9, "warmup": False, "evaluate": evaluate_ema})
     model, parts = run(cfg, batches(x, y, 8))
-    loop.report(EpochReport(epoch=1), model, parts, Progress(next_epoch=1))
-    state = torch.load(tmp_path / "ckpt" / STATE_FILE, weights_only=True)
+    loop.report(session, EpochReport(epoch=1, best_epoch=1), model, parts, Progress(next_epoch=1))
+    state = torch.load(tmp_path / "trial" / "epoch_0001" / STATE_FILE, weights_only=True)
     assert set(state) >= {"other_weights"} and not {"raw_model", "ema"} & set(state)
 
-    monkeypatch.setattr(ray.train, "get_checkpoint", lambda: ray.train.Checkpoint.from_directory(saved["dir"]))
     fresh = Tiny()
     _, fresh_parts = run(cfg, [], model=fresh)  # no batches: untrained weights, same parts
-    progress = loop.restore(fresh, fresh_parts)
+    progress = loop.restore(session, fresh, fresh_parts)
     assert progress.next_epoch == 1
     assert torch.equal(flat(fresh), flat(model)) and torch.equal(flat(fresh_parts.ema.module), flat(parts.ema.module))
+
+
+def test_local_mode_keeps_the_best_and_the_latest_checkpoint_and_restores_the_latest(tmp_path):
+    """As Ray Train's checkpoint manager does (num_to_keep=1 by rank, plus the latest); results go out after the save."""
+    from orchestrator.train.session import InTrial
+
+    sent, folder = [], tmp_path / "trial"
+    session = InTrial(str(folder), send=lambda result: sent.append((result["epoch"], sorted(p.name for p in folder.iterdir()))))
+
+    def save(epoch):
+        return lambda into: (Path(into) / "epoch.txt").write_text(str(epoch))
+
+    for epoch, best in [(1, 1), (2, 2), (3, 2), (4, 2), (5, 5)]:
+        session.report(EpochReport(epoch=epoch, best_epoch=best), save(epoch))
+    assert sent[2] == (3, ["epoch_0002", "epoch_0003"])  # the result is sent once its checkpoint is stored
+    assert sent[3] == (4, ["epoch_0002", "epoch_0004"])
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0005"]
+    (folder / "epoch_0009.partial").mkdir()  # a copy cut short is never restored
+    with session.restored() as restored:
+        assert (restored / "epoch.txt").read_text() == "5"
+    with InTrial(str(tmp_path / "none"), send=sent.append).restored() as nothing:
+        assert nothing is None
