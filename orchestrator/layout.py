@@ -65,6 +65,8 @@ class RunFiles:
     DATA = "data"  # parent: folds.parquet, test.parquet, classes.json
     CLASSES = "data/classes.json"
     SUMMARY = "summary.csv"
+    TIME = "time.txt"  # parent: where the grid's time went
+    TIMELINE = "timeline.png"  # parent: each trial's start-up, epochs and predictions on the grid's clock
     TRIAL_CONFIG = "trial_config.json"  # child: the resolved TrialConfig
     CHECKPOINT = "checkpoint"  # child: the best epoch's model.pt
     OOF = "oof.parquet"

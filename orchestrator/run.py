@@ -64,7 +64,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.report import Progress, summary_rows, summary_table
     from orchestrator.search.plan import plan_trials, trial_count
     from orchestrator.search.preflight import check_shared_paths
-    from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode
+    from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode, trial_slots
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.predictions import PredictionTasks
@@ -93,20 +93,26 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
                      reused=[(p, work.prior[p.key]) for p in work.reused])
     callback = TrackingCallback(book, TrialRuns(tracker, parent_id), PredictionTasks(predict_remote(grid.resources)),
                                 Progress(trials, grid.scheduler.metric))
-    finished = False
+    finished, timing = False, None
     try:
         if trials:
             check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root)})
-            run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, work.seeds(tracker, grid))
+            slots = trial_slots(grid)
+            run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
+            timing = callback.account.summary(slots.count)
         finished = True
     finally:
         callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
         interrupted = book.with_status(TrialStatus.INTERRUPTED)
         header, rows = summary_rows(book.records.values(), grid.scheduler.metric)
         tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), RunFiles.SUMMARY)
+        if timing is not None:
+            log_timing(tracker, parent_id, timing, callback.account)
         parent_status = TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED
         tracker.end_run(parent_id, parent_status.mlflow_status)
     print("\n" + summary_table(book.records.values(), grid.scheduler.metric))
+    if timing is not None:
+        print("\n" + timing.render())
     failed = book.with_status(TrialStatus.FAILED)
     print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
     print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
@@ -116,6 +122,16 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if failed:
         print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold {RunFiles.ERROR}", file=sys.stderr)
     return EXIT_ERROR if failed or interrupted else EXIT_OK
+
+
+def log_timing(tracker, parent_id: str, timing, account) -> None:
+    """Where the grid's time went, on the parent run: its figures as metrics, a table and a timeline plot."""
+    from orchestrator.layout import RunFiles
+    from orchestrator.tracking.plots import timeline_figure
+
+    tracker.log_metrics(parent_id, timing.metrics(), step=0)
+    tracker.log_text(parent_id, timing.render(), RunFiles.TIME)
+    tracker.log_figure(parent_id, timeline_figure(account), RunFiles.TIMELINE)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,14 +140,13 @@ def search_space(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables
 
 
 def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, callback: Any, stamp: str,
-              seeds: Seeds | None = None) -> Any:
-    """Run the trials under Tune (the planned ones, or TPE's proposals); returns Tune's ResultGrid.
+              slots: Slots, seeds: Seeds | None = None) -> Any:
+    """Run the trials under Tune (the planned ones, or TPE's proposals) in `slots`; returns Tune's ResultGrid.
 
     `seeds`: what earlier runs of planned folds left, for fold_asha's rungs.
     """
     from ray import tune
 
-    slots = trial_slots(grid)
     space, search = search_space(grid, plan, tables, slots)
     tuner = tune.Tuner(
         tune.with_resources(run_trial, trainable_resources(grid.resources, slots.count if slots.own else None)),

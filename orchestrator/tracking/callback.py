@@ -2,12 +2,15 @@
 
 It only dispatches: `TrialBook` keeps each trial's status, `TrialRuns` writes its
 MLflow run, `PredictionTasks` predicts OOF + test from its best checkpoint once it
-ended (completed, or stopped by the scheduler), and `Progress` prints the line.
+ended (completed, or stopped by the scheduler), `Progress` prints the line, and
+`TimeAccount` notes when each thing happened (where the grid's time went).
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune import Callback
@@ -16,28 +19,49 @@ from ray.tune.experiment import Trial
 from orchestrator.protocol import EpochReport
 from orchestrator.search.schedulers import tune_trial_key
 from orchestrator.tracking.predictions import PredictionTasks
+from orchestrator.tracking.time_account import TimeAccount
 from orchestrator.tracking.trial_runs import TrialRuns
 from orchestrator.tracking.trials import TrialBook, TrialRecord
+
+
+def timed(hook: Callable) -> Callable:
+    """Count a hook's seconds as the driver's (they hold up Tune's event loop)."""
+
+    @functools.wraps(hook)
+    def wrapper(self, *args, **kwargs):
+        with self.account.in_driver():
+            return hook(self, *args, **kwargs)
+
+    return wrapper
 
 
 class TrackingCallback(Callback):
     def __init__(self, book: TrialBook, runs: TrialRuns, predictions: PredictionTasks, progress: Any):
         self.book, self.runs, self.predictions, self.progress = book, runs, predictions, progress
+        self.account = TimeAccount()
 
     # ------------------------------------------------------------ tune hooks
 
+    def setup(self, **info):
+        self.account = TimeAccount()  # the grid's wall starts with Tune's
+
+    @timed
     def on_trial_start(self, iteration, trials, trial, **info):
         record = self._record(trial)
+        self.account.started(record.key)
         if self.book.start(record):
             self.runs.reopen(record)
         else:
             self.runs.open(record)
         self.progress.trial_started(record)
 
+    @timed
     def on_trial_result(self, iteration, trials, trial, result, **info):
         record, report = self._record(trial), EpochReport.from_result(result)
         if report is None:
             return
+        if not report.replay:
+            self.account.reported(record.key, report.epoch_time_s)
         news = self.book.result(record, report)
         if news.new_epoch:
             self.runs.log_epoch(record, report)
@@ -49,8 +73,10 @@ class TrackingCallback(Callback):
         if news.new_epoch:
             self.progress.trial_result(record, report)
 
+    @timed
     def on_trial_complete(self, iteration, trials, trial, **info):
         record = self._record(trial)
+        self.account.left(record.key)
         last = EpochReport.from_result(trial.last_result or {})
         self.book.complete(record, ended_by_itself=last is not None and last.trial_done)
         if record.run_id is None:  # stopped before it started (fold_asha stopped its config): still one run per trial
@@ -59,21 +85,29 @@ class TrackingCallback(Callback):
             self._close(record)
             return
         self.predictions.submit(record)
+        self.account.prediction_submitted(record.key)
         self.progress.trial_ended(record)
 
+    @timed
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
+        self.account.left(record.key)
         self.book.fail(record, _error_text(trial))
         if record.run_id is None:  # failed before it started: still one run per trial
             self.runs.open(record)
         self.runs.log_error(record)
         self._close(record)
 
+    @timed
     def on_step_end(self, iteration, trials, **info):
-        self.book.paused(tune_trial_key(t) for t in trials if t.status == Trial.PAUSED)
+        paused = [tune_trial_key(t) for t in trials if t.status == Trial.PAUSED]
+        self.book.paused(paused)
+        for key in paused:
+            self.account.left(key)
         self.collect_predictions(wait=False)
         self.progress.tick(self.book.records.values())
 
+    @timed
     def on_experiment_end(self, trials, **info):
         self.collect_predictions(wait=True)
 
@@ -87,6 +121,7 @@ class TrackingCallback(Callback):
     def collect_predictions(self, wait: bool) -> None:
         """Log every finished prediction task; with wait=True, all of them."""
         for record, frames, error in self.predictions.ready(wait):
+            self.account.prediction_collected(record.key)
             try:
                 if error is not None:
                     raise error

@@ -1,0 +1,137 @@
+"""Where a grid's time went: each trial slot's seconds split into epochs, start-up, predictions and the rest.
+
+Pure bookkeeping on the driver's clock (no Ray, no MLflow): the Tune callback
+tells it when a trial starts, reports an epoch, pauses or ends, and when its
+prediction task is submitted and collected. A trial's stretch in a slot (from
+its start, or its unpausing, to its end or pause) splits into
+
+- start-up: from the start to its first report, less that epoch's own time;
+- epochs: the epoch times the worker measured (train + validation), the useful part;
+- between epochs: the rest of the gaps between reports (checkpoints, reports, retries);
+- shutdown: from its last report to Tune's end event.
+
+Prediction tasks hold a worker's CPUs (and GPU) after a trial ends, so they are
+counted as slot time too. What is left of slots x wall is idle: a slot with no
+trial (scheduling, waiting for resources, the grid's tail). The driver's own time
+in the callback (MLflow logging, mostly) is counted apart: it is not slot time,
+but Tune's event loop waits for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Stretch:
+    """One trial's time in a slot, from a start to an end or a pause."""
+
+    key: str
+    start: float
+    reports: list[tuple[float, float]] = field(default_factory=list)  # (arrival, the epoch's own seconds)
+    end: float | None = None
+
+    def parts(self, now: float) -> dict[str, float]:
+        end = self.end if self.end is not None else now
+        if not self.reports:
+            return {"start-up": end - self.start}
+        (first, first_epoch), (last, _) = self.reports[0], self.reports[-1]
+        epochs = sum(seconds for _, seconds in self.reports)
+        return {"start-up": max(0.0, first - first_epoch - self.start),
+                "epochs": epochs,
+                "between epochs": max(0.0, last - first - (epochs - first_epoch)),
+                "shutdown": max(0.0, end - last)}
+
+
+@dataclass(frozen=True)
+class TimeSummary:
+    wall: float
+    slots: int
+    seconds: dict[str, float]  # slot seconds by part, idle included
+    driver: float  # the driver's seconds in the callback
+
+    @property
+    def slot_time(self) -> float:
+        return self.slots * self.wall
+
+    @property
+    def useful_share(self) -> float:
+        """Epoch seconds over slot seconds: the share of the grid's capacity that trained or validated."""
+        return self.seconds.get("epochs", 0.0) / self.slot_time if self.slot_time > 0 else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        """For the parent MLflow run."""
+        return {"time_wall_s": self.wall, "time_useful_share": self.useful_share, "time_driver_s": self.driver,
+                **{f"time_{part.replace(' ', '_').replace('-', '_')}_s": s for part, s in self.seconds.items()}}
+
+    def render(self) -> str:
+        lines = [f"where the time went: {self.slots} trial slot(s) x {self.wall:.0f} s = {self.slot_time:.0f} slot-s"]
+        for part, seconds in self.seconds.items():
+            share = seconds / self.slot_time if self.slot_time > 0 else 0.0
+            lines.append(f"  {part:<16}{seconds:8.1f} s {share:6.1%}  {_MEANING[part]}")
+        lines.append(f"  driver callback {self.driver:8.1f} s          MLflow logging and progress, in Tune's event loop")
+        return "\n".join(lines)
+
+
+_MEANING = {
+    "epochs": "training + validation (the useful share)",
+    "start-up": "trial start to its first report, less that epoch",
+    "between epochs": "checkpoints, reports, retries",
+    "shutdown": "last report to Tune's end event",
+    "predictions": "OOF + test tasks, holding a worker's resources",
+    "idle": "no trial in the slot: scheduling, waiting for resources, the tail",
+}
+
+
+class TimeAccount:
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.begin = clock()
+        self.stretches: list[Stretch] = []
+        self.open: dict[str, Stretch] = {}
+        self.predicting: dict[str, float] = {}
+        self.predictions: list[tuple[str, float, float]] = []  # (key, submitted, collected)
+        self.driver = 0.0
+
+    def started(self, key: str) -> None:
+        self.left(key)
+        self.open[key] = stretch = Stretch(key, self.clock())
+        self.stretches.append(stretch)
+
+    def reported(self, key: str, epoch_seconds: float) -> None:
+        if key in self.open:
+            self.open[key].reports.append((self.clock(), epoch_seconds))
+
+    def left(self, key: str) -> None:
+        """The trial ended, failed or was paused."""
+        if key in self.open:
+            self.open.pop(key).end = self.clock()
+
+    def prediction_submitted(self, key: str) -> None:
+        self.predicting[key] = self.clock()
+
+    def prediction_collected(self, key: str) -> None:
+        if key in self.predicting:
+            self.predictions.append((key, self.predicting.pop(key), self.clock()))
+
+    @contextmanager
+    def in_driver(self):
+        start = self.clock()
+        try:
+            yield
+        finally:
+            self.driver += self.clock() - start
+
+    def summary(self, slots: int) -> TimeSummary:
+        now = self.clock()
+        seconds = dict.fromkeys(["epochs", "start-up", "between epochs", "shutdown", "predictions"], 0.0)
+        for stretch in self.stretches:
+            for part, value in stretch.parts(now).items():
+                seconds[part] += value
+        seconds["predictions"] = sum(done - submitted for _, submitted, done in self.predictions)
+        wall = now - self.begin
+        seconds["idle"] = max(0.0, slots * wall - sum(seconds.values()))
+        return TimeSummary(wall, slots, seconds, self.driver)
