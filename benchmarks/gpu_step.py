@@ -63,7 +63,8 @@ def run_setting(name: str, overrides: dict, args, root: Path, device: torch.devi
     train, val, targets = setup.train_loader(), setup.eval_loader(setup.val_rows), setup.val_rows["target"].to_numpy()
     optimizer = create_optimizer(model, cfg.optimizer)
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(train), 1), "max")
-    parts = build_parts(cfg, model, optimizer, scheduler, create_loss(cfg.loss, setup.class_counts()).to(device), device, 10)
+    parts = build_parts(cfg, model, optimizer, scheduler, create_loss(cfg.loss, setup.class_counts()).to(device), device, 10,
+                        setup.normalize)
     rates = []
     for epoch in range(cfg.epochs):
         torch.cuda.synchronize() if device.type == "cuda" else None
@@ -74,12 +75,12 @@ def run_setting(name: str, overrides: dict, args, root: Path, device: torch.devi
         assert np.isfinite(loss), f"{name}: loss {loss}"
         scheduler.step(epoch + 1, 0.0) if scheduler is not None else None
     evaluated = parts.ema.module if parts.ema is not None and parts.evaluate_ema else model
-    probs = predict_probs(evaluated, val, device, TtaConfig(hflip=True, scales=[1.0, 1.15]))
+    probs = predict_probs(evaluated, val, device, TtaConfig(hflip=True, scales=[1.0, 1.15]), setup.normalize)
     with tempfile.TemporaryDirectory() as folder:  # the checkpoint round trip a resumed trial makes
         save_checkpoint(Path(folder), evaluated, {"epoch": cfg.epochs})
         fresh = create_model(args.model, 10).to(device)
         load_weights(Path(folder), fresh)
-        again = predict_probs(fresh, val, device)
+        again = predict_probs(fresh, val, device, normalize=setup.normalize)
     tta_acc, acc = float((probs.argmax(1) == targets).mean()), float((again.argmax(1) == targets).mean())
     return (f"{name:<28} {rates[-1]:>9.0f} img/s (epoch 1: {rates[0]:.0f})   val acc {acc:.3f}, with TTA {tta_acc:.3f}   "
             f"amp={parts.amp_dtype}")

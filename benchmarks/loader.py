@@ -75,9 +75,8 @@ def measure(paths: list[str], size: int, workers: int, repeats: int) -> tuple[fl
     from orchestrator.data.dataset import ImageDataset
     from orchestrator.data.transforms import build_transforms
 
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     targets = [0] * len(paths)
-    decode_tf, _ = build_transforms("sketch_light", size, mean, std)
+    decode_tf, _ = build_transforms("sketch_light", size)
     decoding = images_per_second(ImageDataset(paths, targets, decode_tf), workers, repeats)
     framing = cache.Framing(size, pad_square=True, invert=False)
     fingerprint = cache.files_fingerprint(paths)
@@ -86,7 +85,7 @@ def measure(paths: list[str], size: int, workers: int, repeats: int) -> tuple[fl
     start = time.perf_counter()
     cache.ensure(paths, fingerprint, framing, progress=False)
     build_s = time.perf_counter() - start
-    cached_tf, _ = build_transforms("sketch_light", size, mean, std, cached_side=size)
+    cached_tf, _ = build_transforms("sketch_light", size, cached_side=size)
     rows = ImageDataset(range(len(paths)), targets, cached_tf, read=cache.CachedImages(str(target)).__getitem__)
     cached = images_per_second(rows, workers, repeats)
     return decoding, cached, build_s

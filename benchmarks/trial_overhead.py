@@ -36,17 +36,18 @@ def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: 
     from orchestrator.config import FoldsConfig
     from orchestrator.data.dataset import ImageDataset
     from orchestrator.data.folds import assign_folds
-    from orchestrator.data.transforms import build_transforms
+    from orchestrator.data.transforms import Normalize, build_transforms
 
     torch.set_num_threads(threads)
     train = pd.read_csv(root / "train.csv")
     folds = assign_folds(train, FoldsConfig(kind="stratified", n_splits=5), seed=42)
     rows = train[folds != 0]
     model = timm.create_model(model_name, num_classes=int(train["target"].max()) + 1)
-    transform, _ = build_transforms("sketch_light", image_size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    transform, _ = build_transforms("sketch_light", image_size)
     data = ImageDataset([str(root / "train" / p) for p in rows["image_path"]], rows["target"].tolist(), transform)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
-    return timed_epochs(model, lambda: loader, epochs)
+    normalize = Normalize((0.5,) * 3, (0.25,) * 3)
+    return timed_epochs(model, lambda: ((normalize(images), targets) for images, targets in loader), epochs)
 
 
 def timed_epochs(model, batches, epochs: int) -> list[float]:

@@ -172,9 +172,10 @@ class CachedImages:
         self._array: np.ndarray | None = None
 
     def __getitem__(self, index: int) -> np.ndarray:
+        """A writable copy of one image (the mapping is read-only; a transform or tensor may write to its input)."""
         if self._array is None:
             self._array = np.load(self.path, mmap_mode="r")
-        return self._array[index]
+        return np.array(self._array[index])
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "_array": None}  # never pickle the mapping: each process maps the file itself

@@ -20,12 +20,11 @@ import numpy as np
 import torch
 
 from orchestrator.config import TrialConfig
-from orchestrator.data.dataset import ImageDataset
 from orchestrator.protocol import EpochReport
 from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
 from orchestrator.train.losses import create_loss
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
-from orchestrator.train.predict import predict_logits
+from orchestrator.train.predict import Normalizer, predict_logits
 from orchestrator.train.session import InTrial, Session, TrainWorkers, cuda_device
 from orchestrator.train.setup import build_trial
 from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch
@@ -62,19 +61,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(model, val_set: ImageDataset, batch_size: int, device, rank: int = 0, world: int = 1) -> dict[str, float]:
-    """Loss, accuracy and macro F1 over the whole validation fold (each of `world` DDP ranks takes a stride)."""
+def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, world: int = 1) -> dict[str, float]:
+    """Loss, accuracy and macro F1 over the whole validation fold (`loader`: this rank's stride of `world`)."""
     from sklearn.metrics import f1_score
 
-    shard = torch.utils.data.Subset(val_set, range(rank, len(val_set), world))
-    loader = torch.utils.data.DataLoader(shard, batch_size=batch_size * 2)
-    logits = predict_logits(model, loader, device)
+    logits = predict_logits(model, loader, device, normalize)
     if world > 1:
         gathered = [None] * world
         torch.distributed.all_gather_object(gathered, logits)
-        order = np.concatenate([np.arange(r, len(val_set), world) for r in range(world)])
+        order = np.concatenate([np.arange(r, len(targets), world) for r in range(world)])
         logits = torch.cat(gathered)[np.argsort(order)]
-    targets = torch.as_tensor(val_set.targets)
+    targets = torch.as_tensor(targets)
     predicted = logits.argmax(1)
     return {  # EpochReport's validation scores
         "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
@@ -166,13 +163,13 @@ def run_loop(trial: TrialConfig, session: Session) -> None:
     seed_everything(trial.seed * 1000 + trial.fold)
     device = cuda_device()
     setup = build_trial(trial)
-    val_set = setup.val_set()
+    val_loader, val_targets = setup.val_loader(session.rank, session.world), setup.val_rows["target"].tolist()
     optimizer = create_optimizer(setup.model, cfg.optimizer)
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
     model, loader = session.prepare(setup.model, setup.train_loader(), device)
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
     loss_fn = create_loss(cfg.loss, setup.class_counts()).to(device)
-    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes)
+    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize)
     progress = restore(session, model, parts)
     node = worker_node()
     if replay(session, progress, trial.attempt):
@@ -183,7 +180,7 @@ def run_loop(trial: TrialConfig, session: Session) -> None:
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-        scores = evaluate(weight_sets(model, parts)[0], val_set, cfg.batch_size, device, session.rank, session.world)
+        scores = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize, session.world)
         if scheduler is not None:
             scheduler.step(epoch + 1, scores[metric])
         improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import torch
 
 from orchestrator.config import TrialConfig, TtaConfig
 
+Normalizer = Callable[[torch.Tensor], torch.Tensor] | None  # uint8 batch -> model input (None: the batch as is)
+
+
+def model_input(images: torch.Tensor, device: torch.device, normalize: Normalizer) -> torch.Tensor:
+    images = images.to(device, non_blocking=True)
+    return normalize(images) if normalize is not None else images
+
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+                   normalize: Normalizer = None) -> torch.Tensor:
     """Logits for every item of `loader`, in loader order, on the CPU."""
     model.eval()
-    outputs = [model(images.to(device, non_blocking=True)).float().cpu() for images, _ in loader]
+    outputs = [model(model_input(images, device, normalize)).float().cpu() for images, _ in loader]
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 
@@ -40,12 +50,13 @@ def tta_views(images: torch.Tensor, tta: TtaConfig | None) -> list[torch.Tensor]
 
 
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, loader, device: torch.device, tta: TtaConfig | None = None) -> np.ndarray:
+def predict_probs(model: torch.nn.Module, loader, device: torch.device, tta: TtaConfig | None = None,
+                  normalize: Normalizer = None) -> np.ndarray:
     """Softmax probabilities for every item of `loader`, averaged over the TTA views."""
     model.eval()
     out = []
     for images, _ in loader:
-        images = images.to(device, non_blocking=True)
+        images = model_input(images, device, normalize)
         out.append(torch.stack([model(view).float().softmax(1) for view in tta_views(images, tta)]).mean(0).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
@@ -85,15 +96,15 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
     model.to(device)
     val = setup.val_rows
     targets = val["target"].to_numpy()
-    oof = predict_probs(model, setup.eval_loader(val), device)
+    oof = predict_probs(model, setup.eval_loader(val), device, normalize=setup.normalize)
     metrics = oof_metrics(oof, targets)
     if trial.tta is not None:
-        oof = predict_probs(model, setup.eval_loader(val), device, trial.tta)
+        oof = predict_probs(model, setup.eval_loader(val), device, trial.tta, setup.normalize)
         metrics.update(oof_metrics(oof, targets, "_tta"))
     out = {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
            "metrics": metrics}
     test = setup.test_rows()
     if test is not None:
-        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta),
+        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize),
                                   row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
     return out

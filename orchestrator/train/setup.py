@@ -19,7 +19,7 @@ import torch
 from orchestrator.config import TrialConfig
 from orchestrator.data import cache
 from orchestrator.data.dataset import ImageDataset
-from orchestrator.data.transforms import build_transforms
+from orchestrator.data.transforms import Normalize, build_transforms
 from orchestrator.storage import read_parquet
 from orchestrator.train.models import create_model, normalization
 
@@ -32,6 +32,7 @@ class TrialSetup:
     val_rows: pd.DataFrame  # this fold's rows: validation and OOF predictions
     train_transform: Any
     eval_transform: Any
+    normalize: Normalize  # uint8 batches -> the model's input, on its device
     train_cache: Path | None = None  # the folds table's images, decoded once, in table order
     test_cache: Path | None = None  # the test table's
 
@@ -56,19 +57,28 @@ class TrialSetup:
     def test_rows(self) -> pd.DataFrame | None:
         return read_parquet(self.trial.tables.test_path) if self.trial.tables.test_path else None
 
+    def loader(self, dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False,
+               persistent: bool = False) -> torch.utils.data.DataLoader:
+        """Batches of uint8 images, decoded or augmented in the trial's spare CPUs (`loader_workers`), pinned on a GPU node."""
+        workers = loader_workers(self.trial)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                                           num_workers=workers, persistent_workers=persistent and workers > 0,
+                                           pin_memory=torch.cuda.is_available())
+
     def eval_loader(self, rows: pd.DataFrame, test: bool = False) -> torch.utils.data.DataLoader:
         """Rows in order, framed for evaluation, in batches twice the training size (no gradients to hold)."""
-        dataset = self.dataset(rows, self.eval_transform, test)
-        return torch.utils.data.DataLoader(dataset, batch_size=self.trial.train.batch_size * 2)
+        return self.loader(self.dataset(rows, self.eval_transform, test), self.trial.train.batch_size * 2)
+
+    def val_loader(self, rank: int = 0, world: int = 1) -> torch.utils.data.DataLoader:
+        """This rank's stride of the fold's validation rows (every epoch; its workers stay up between epochs)."""
+        val_set = self.val_set()
+        shard = torch.utils.data.Subset(val_set, range(rank, len(val_set), world))
+        return self.loader(shard, self.trial.train.batch_size * 2, persistent=True)
 
     def train_loader(self) -> torch.utils.data.DataLoader:
-        workers = loader_workers(self.trial)
         train_set = self.train_set()
-        return torch.utils.data.DataLoader(
-            train_set, batch_size=self.trial.train.batch_size, shuffle=True, num_workers=workers,
-            persistent_workers=workers > 0, pin_memory=torch.cuda.is_available(),
-            drop_last=len(train_set) > self.trial.train.batch_size,  # a last batch of 1 breaks BatchNorm
-        )
+        return self.loader(train_set, self.trial.train.batch_size, shuffle=True, persistent=True,
+                           drop_last=len(train_set) > self.trial.train.batch_size)  # a last batch of 1 breaks BatchNorm
 
 
 def loader_workers(trial: TrialConfig) -> int:
@@ -95,7 +105,7 @@ def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetu
     framing = cache.framing_for(trial.data, trial.train.augment)
     train_cache, test_cache = node_caches(trial, rows, framing) if framing is not None else (None, None)
     side = framing.side if train_cache is not None else None
-    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, *normalization(model),
-                                         invert=trial.data.invert, cached_side=side)
+    train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, invert=trial.data.invert,
+                                         cached_side=side)
     return TrialSetup(trial, model, rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold], train_tf, eval_tf,
-                      train_cache, test_cache)
+                      Normalize(*normalization(model)), train_cache, test_cache)

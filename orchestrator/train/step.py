@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class StepParts:
     freeze_epochs: int = 0
     backbone: list[torch.nn.Parameter] = field(default_factory=list)  # parameters outside the classifier head
     evaluate_ema: bool = False  # validate / checkpoint / predict with the EMA weights
+    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # uint8 batch -> model input, on the device (None: as is)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -49,12 +51,13 @@ def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in unwrap(model).parameters() if id(p) not in head]
 
 
-def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int) -> StepParts:
+def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int,
+                normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepParts:
     """The step parts the grid asked for; `model` is already on its device."""
     dtype = amp_dtype(cfg.amp, device)
     parts = StepParts(optimizer, scheduler, loss_fn, device, accumulate=cfg.accumulate_steps, clip=cfg.clip_grad_norm,
                       amp_dtype=dtype, channels_last=cfg.channels_last, freeze_epochs=cfg.freeze_backbone_epochs,
-                      evaluate_ema=cfg.ema is not None and cfg.ema.evaluate)
+                      evaluate_ema=cfg.ema is not None and cfg.ema.evaluate, normalize=normalize)
     if dtype == torch.float16:
         parts.scaler = torch.amp.GradScaler(device.type)
     if cfg.ema is not None:
@@ -104,6 +107,8 @@ def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int
     updates = epoch * updates_per_epoch(batches, parts.accumulate)
     for index, (images, targets) in enumerate(loader):
         images, targets = images.to(parts.device, non_blocking=True), targets.to(parts.device, non_blocking=True)
+        if parts.normalize is not None:
+            images = parts.normalize(images)
         if parts.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if parts.mixup is not None and parts.mixup.mixup_enabled and len(images) % 2 == 0:

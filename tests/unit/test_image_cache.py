@@ -12,8 +12,6 @@ from PIL import Image
 from orchestrator.data import cache
 from orchestrator.data.transforms import build_transforms, pads_to_square
 
-MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-
 
 @pytest.fixture(autouse=True)
 def cache_folder(tmp_path, monkeypatch):
@@ -39,13 +37,13 @@ def test_cached_images_look_like_what_the_decoding_pipeline_frames(tmp_path, aug
 
     paths = drawings(tmp_path)
     framing = cache.Framing(24, pads_to_square(augment), invert)
-    _, decode_eval = build_transforms(augment, 24, MEAN, STD, invert=invert)
-    _, cached_eval = build_transforms(augment, 24, MEAN, STD, invert=invert, cached_side=24)
+    _, decode_eval = build_transforms(augment, 24, invert=invert)
+    _, cached_eval = build_transforms(augment, 24, invert=invert, cached_side=24)
     for path in paths:
         decoded = decode_eval(image=read_image(path))["image"]
         cached = cached_eval(image=cache.read_framed(path, framing))["image"]
         assert decoded.shape == cached.shape == (3, 24, 24)
-        assert (decoded - cached).abs().mean() < 0.1  # the same framing; resampling differs a little (INTER_AREA)
+        assert (decoded.float() - cached.float()).abs().mean() < 13  # the same framing (of 255); resampling differs a little
 
 
 def test_built_once_reused_and_rebuilt_when_an_image_changes(tmp_path):
