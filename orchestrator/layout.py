@@ -5,7 +5,7 @@ Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, f
     <tracking.storage>/<grid name>/
       data/folds.parquet            train rows with their fold (written once per grid; trials read it)
       data/test.parquet             test rows
-      trials/<config_id>-f<fold>/   one Ray Train run per trial identity, the same in every invocation
+      trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt
       tune/<time>/                  Ray Tune's experiment state of one invocation
 
@@ -46,7 +46,7 @@ class GridLayout:
         return f"{self.root}/trials"
 
     def trial_dir(self, trial_key: str) -> str:
-        """One trial's Train run folder (its checkpoints and the checkpoint manager's snapshot)."""
+        """One trial's folder: its checkpoints (and, out of local mode, Ray Train's checkpoint manager snapshot)."""
         return f"{self.trials}/{trial_key}"
 
     def checkpoint(self, trial_key: str, epoch: int) -> str:

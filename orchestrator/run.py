@@ -88,7 +88,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if grid.searcher == "optuna":  # nothing planned: the grid's own settings (a searched image_size builds on first use)
         framings.add(framing_for(grid.data, grid.train.augment))
     warm_caches(prepared, framings - {None})
-    init_ray(address, verbose, preload=grid.resources.in_trial)
+    init_ray(address, verbose)
     book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
                      reused=[(p, work.prior[p.key]) for p in work.reused])
     callback = TrackingCallback(book, TrialRuns(tracker, parent_id), PredictionTasks(predict_remote(grid.resources)),

@@ -30,8 +30,8 @@ def settle_local_mode(grid: GridConfig, address: str | None) -> GridConfig:
     return grid.model_copy(update={"resources": grid.resources.settled(ray_is_local(address))})
 
 
-def init_ray(address: str | None, verbose: bool, preload: bool = False) -> None:
-    """Start local Ray, or join a cluster (address, or RAY_ADDRESS); `preload`: workers import what trials need as they start."""
+def init_ray(address: str | None, verbose: bool) -> None:
+    """Start local Ray, or join a cluster (address, or RAY_ADDRESS)."""
     import ray
 
     env = {k: os.environ.get(k, v) for k, v in RAY_ENV.items()}
@@ -39,8 +39,7 @@ def init_ray(address: str | None, verbose: bool, preload: bool = False) -> None:
     for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
     local = ray_is_local(address)
-    hook = {"worker_process_setup_hook": "orchestrator.search.preload.preload"} if preload else {}
-    ray.init(address=address, runtime_env={"env_vars": env, **hook}, log_to_driver=verbose,
+    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
              resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
              include_dashboard=None, configure_logging=True, logging_level="WARNING")
 
