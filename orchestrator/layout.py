@@ -7,6 +7,7 @@ Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, f
       data/test.parquet             test rows
       trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt
+        predictions/                OOF + test predictions of the best epoch, by a trial that ended by itself
       tune/<time>/                  Ray Tune's experiment state of one invocation
 
 MLflow artifacts of the runs (`RunFiles`) are named here too.
@@ -51,6 +52,10 @@ class GridLayout:
 
     def checkpoint(self, trial_key: str, epoch: int) -> str:
         return f"{self.trial_dir(trial_key)}/{checkpoint_dir_name(epoch)}"
+
+    def predictions(self, trial_key: str) -> str:
+        """Where a trial that ended by itself leaves its best epoch's OOF + test frames (no prediction task then)."""
+        return f"{self.trial_dir(trial_key)}/predictions"
 
     @property
     def tune(self) -> str:

@@ -43,6 +43,7 @@ class EpochReport:
     attempt: int = 0  # how many times the trial was retried from its checkpoint
     worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)
     replay: bool = False  # a restored trial repeating its checkpoint's report (the driver may have missed it)
+    predicted: bool = False  # a last report: the trial wrote its own OOF + test predictions first (GridLayout.predictions)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:

@@ -44,6 +44,19 @@ def read_parquet(path: str) -> pd.DataFrame:
     return pyarrow.parquet.read_table(inner, filesystem=fs).to_pandas()
 
 
+def write_text(text: str, path: str) -> None:
+    fs, inner = _open(path)
+    fs.create_dir(inner.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(inner) as out:
+        out.write(text.encode())
+
+
+def read_text(path: str) -> str:
+    fs, inner = _open(path)
+    with fs.open_input_stream(inner) as stream:
+        return stream.read().decode()
+
+
 def remove_tree(path: str) -> None:
     """Delete a folder and everything in it; nothing there is fine."""
     if exists(path):

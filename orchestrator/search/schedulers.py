@@ -124,7 +124,7 @@ class FoldASHA(FIFOScheduler):
         if verdict is Verdict.STOP:
             self._stop_idle_siblings(tune_controller, config_id)
             return TrialScheduler.STOP
-        if verdict is Verdict.WAIT and self.pausing and not self._siblings_running(config_id, epoch):
+        if verdict is Verdict.WAIT and self.pausing and not self._siblings_close(config_id, epoch):
             self.waiting[trial.trial_id] = epoch
             self.chosen.discard(trial.trial_id)
             return TrialScheduler.PAUSE
@@ -168,12 +168,18 @@ class FoldASHA(FIFOScheduler):
 
     # -------------------------------------------------------------- helpers
 
-    def _siblings_running(self, config_id: str, rung: int) -> bool:
-        """Whether every fold still to reach `rung` is running (so it gets there without help)."""
+    def _siblings_close(self, config_id: str, rung: int) -> bool:
+        """Whether every fold still to reach `rung` is running and at most one epoch short of it.
+
+        Then the fold at the rung trains on (at most an epoch past it) rather than paying a
+        restart. A sibling further behind (it started late) could let this fold run past its
+        config's last rung and finish before the config is judged: this fold waits instead.
+        """
         counted = self.board.configs[config_id].folds
         behind = counted - self.board.reached(config_id, rung)
-        running = {trial_identity(t)[1] for t in self.trials[config_id] if t.status == Trial.RUNNING}
-        return behind <= running
+        close = {trial_identity(t)[1] for t in self.trials[config_id]
+                 if t.status == Trial.RUNNING and int((t.last_result or {}).get(TIME_ATTR, 0)) >= rung - 1}
+        return behind <= close
 
     def _fold_left(self, tune_controller, trial: Trial) -> None:
         config_id, fold = trial_identity(trial)

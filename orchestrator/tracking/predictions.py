@@ -1,6 +1,8 @@
-"""OOF + test predictions of ended trials: one Ray task each, from the trial's best checkpoint.
+"""OOF + test predictions of ended trials: read back, or one Ray task each from the trial's best checkpoint.
 
-A trial stopped by the scheduler has no actor left, so every trial alike predicts
+A trial that ended by itself predicted before its last report (train/loop.py,
+`predict_own`), where its model and data were loaded already; its frames are read
+from storage. A trial stopped by the scheduler has no actor left, so it predicts
 in a task of its own; the driver collects the frames as they come in.
 """
 
@@ -17,8 +19,18 @@ class PredictionTasks:
         """`predict_remote(trial config dict, checkpoint path)` -> a Ray object ref of the frames."""
         self.predict_remote = predict_remote
         self.pending: dict[Any, TrialRecord] = {}
+        self.read: list[tuple[TrialRecord, dict[str, Any] | None, Exception | None]] = []
 
     def submit(self, record: TrialRecord) -> None:
+        if record.predicted_itself:
+            from orchestrator.train.predict import load_frames
+
+            cfg = record.planned.config
+            try:
+                self.read.append((record, load_frames(cfg.layout.predictions(cfg.trial_key)), None))
+            except Exception as err:  # noqa: BLE001 - the run must still end, with the reason
+                self.read.append((record, None, err))
+            return
         ref = self.predict_remote(record.planned.config.model_dump(mode="json"), record.best_checkpoint)
         self.pending[ref] = record
 
@@ -26,10 +38,10 @@ class PredictionTasks:
         """(record, frames, None) or (record, None, error) for each task that ended; wait=True: all of them."""
         import ray
 
+        out, self.read = self.read, []
         if not self.pending:
-            return []
+            return out
         done, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=None if wait else 0)
-        out = []
         for ref in done:
             record = self.pending.pop(ref)
             try:

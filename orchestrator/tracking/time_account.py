@@ -7,7 +7,8 @@ its start, or its unpausing, to its end or pause) splits into
 
 - start-up: from the start to its first report, less that epoch's own time;
 - epochs: the epoch times the worker measured (train + validation), the useful part;
-- between epochs: the rest of the gaps between reports (checkpoints, reports, retries);
+- between epochs: the rest of the gaps between reports (checkpoints, reports, retries, and
+  the OOF + test predictions of a trial that ends by itself, made before its last report);
 - shutdown: from its last report to Tune's end event.
 
 Prediction tasks hold a worker's CPUs (and GPU) after a trial ends, so they are
@@ -79,9 +80,9 @@ class TimeSummary:
 _MEANING = {
     "epochs": "training + validation (the useful share)",
     "start-up": "trial start to its first report, less that epoch",
-    "between epochs": "checkpoints, reports, retries",
+    "between epochs": "checkpoints, reports, retries, a trial's own predictions",
     "shutdown": "last report to Tune's end event",
-    "predictions": "OOF + test tasks, holding a worker's resources",
+    "predictions": "OOF + test tasks of stopped trials, holding a worker's resources",
     "idle": "no trial in the slot: scheduling, waiting for resources, the tail",
 }
 

@@ -27,6 +27,7 @@ class TrialRecord:
     best_checkpoint: str | None = None
     error: str | None = None
     predictions: bool = False
+    predicted_itself: bool = False  # it wrote its own OOF + test frames (GridLayout.predictions): no task needed
     retries: int = 0
     nodes: list[str] = field(default_factory=list)  # where its rank-0 worker ran, in order (a retry may move it)
     reused: bool = False  # ended in an earlier invocation; not trained in this one
@@ -84,6 +85,7 @@ class TrialBook:
         if report.best_epoch:  # the worker's verdict on which epoch is best; its checkpoint is named by it
             cfg = record.planned.config
             record.best, record.best_checkpoint = report.best_score, cfg.layout.checkpoint(cfg.trial_key, report.best_epoch)
+        record.predicted_itself = report.predicted
         retried = report.attempt > record.retries
         record.retries = max(record.retries, report.attempt)
         moved = bool(report.worker_node) and report.worker_node not in record.nodes

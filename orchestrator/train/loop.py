@@ -9,6 +9,7 @@ the loop runs (Ray Train workers, or the Tune trial's own process) is the
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import random
@@ -26,7 +27,7 @@ from orchestrator.train.losses import create_loss
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import Normalizer, predict_logits
 from orchestrator.train.session import InTrial, Session, TrainWorkers, cuda_device
-from orchestrator.train.setup import build_trial
+from orchestrator.train.setup import TrialSetup, build_trial
 from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch
 
 
@@ -125,6 +126,32 @@ def restore(session: Session, model, parts: StepParts) -> Progress:
                     state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
 
 
+def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Module, progress: Progress, device) -> bool:
+    """A trial that ends by itself predicts OOF + test from its best epoch here, before its last report, where
+    everything is loaded already (a prediction task would start a process and import it all again).
+
+    The best epoch's weights are the ones in memory, or its checkpoint's (loaded into a copy: the last
+    checkpoint still gets the last weights). A scheduler's stop comes without warning, so a stopped
+    trial is predicted by a task instead. False if anything fails here: the task then predicts.
+    """
+    import ray.train
+
+    from orchestrator.train.predict import predict_frames, save_frames
+
+    key = trial.trial_key
+    try:
+        model = evaluated
+        if progress.best_epoch != progress.next_epoch:
+            model = copy.deepcopy(evaluated)
+            with ray.train.Checkpoint(trial.layout.checkpoint(key, progress.best_epoch)).as_directory() as folder:
+                load_weights(folder, model)
+        save_frames(predict_frames(setup, model, device), trial.layout.predictions(key))
+        return True
+    except Exception as error:  # noqa: BLE001 - the driver's prediction task is the fallback
+        print(f"{key}: predicting in the trial failed, a prediction task will ({error})", flush=True)
+        return False
+
+
 def replay(session: Session, progress: Progress, attempt: int) -> bool:
     """Re-report a restored checkpoint's epoch (the driver skips what it logged already); True if the trial had ended.
 
@@ -185,11 +212,12 @@ def run_loop(trial: TrialConfig, session: Session) -> None:
             scheduler.step(epoch + 1, scores[metric])
         improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
         done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
+        predicted = done and session.rank == 0 and predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
         epoch_report = EpochReport(
             epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
             epoch_time_s=time.perf_counter() - start, images_per_s=seen * session.world / max(train_time, 1e-9),
             checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
-            best_score=progress.best_score, attempt=trial.attempt, worker_node=node)
+            best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted)
         report(session, epoch_report, model, parts, progress)
         if done:
             return

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
 
 from orchestrator.config import TrialConfig, TtaConfig
+
+if TYPE_CHECKING:
+    from orchestrator.train.setup import TrialSetup
 
 Normalizer = Callable[[torch.Tensor], torch.Tensor] | None  # uint8 batch -> model input (None: the batch as is)
 
@@ -80,20 +84,24 @@ def probs_frame(probs: np.ndarray, **columns: np.ndarray) -> pd.DataFrame:
 
 
 def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device | None = None) -> dict:
-    """The trial's best checkpoint predicts its fold's validation rows (OOF) and the test rows.
-
-    Returns {"oof": frame, "test": frame (if a test set exists), "metrics": {...}}; with
-    TTA the frames hold TTA probabilities and the metrics hold the OOF scores without
-    and with it (`oof_acc`, `oof_acc_tta`, ...), so its effect is on record.
-    """
+    """The trial's best checkpoint predicts its fold's validation rows (OOF) and the test rows (a prediction task)."""
     from orchestrator.train.checkpoint import load_weights
     from orchestrator.train.setup import build_trial
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     setup = build_trial(trial, pretrained=False)
-    model = setup.model
-    load_weights(checkpoint_dir, model)
-    model.to(device)
+    load_weights(checkpoint_dir, setup.model)
+    return predict_frames(setup, setup.model.to(device), device)
+
+
+def predict_frames(setup: TrialSetup, model: torch.nn.Module, device: torch.device) -> dict:
+    """`model` (on `device`) predicts the fold's validation rows (OOF) and the test rows.
+
+    Returns {"oof": frame, "test": frame (if a test set exists), "metrics": {...}}; with
+    TTA the frames hold TTA probabilities and the metrics hold the OOF scores without
+    and with it (`oof_acc`, `oof_acc_tta`, ...), so its effect is on record.
+    """
+    trial = setup.trial
     val = setup.val_rows
     targets = val["target"].to_numpy()
     oof = predict_probs(model, setup.eval_loader(val), device, normalize=setup.normalize)
@@ -108,3 +116,27 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
         out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize),
                                   row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
     return out
+
+
+def save_frames(frames: dict, folder: str) -> None:
+    """Write predict_frames' output under `folder` (a path or URI): oof/test parquet, metrics.json last."""
+    import json
+
+    from orchestrator.storage import write_parquet, write_text
+
+    for name in ("oof", "test"):
+        if name in frames:
+            write_parquet(frames[name], f"{folder}/{name}.parquet")
+    write_text(json.dumps(frames["metrics"]), f"{folder}/metrics.json")
+
+
+def load_frames(folder: str) -> dict:
+    """What save_frames wrote."""
+    import json
+
+    from orchestrator.storage import exists, read_parquet, read_text
+
+    frames = {"oof": read_parquet(f"{folder}/oof.parquet"), "metrics": json.loads(read_text(f"{folder}/metrics.json"))}
+    if exists(f"{folder}/test.parquet"):
+        frames["test"] = read_parquet(f"{folder}/test.parquet")
+    return frames

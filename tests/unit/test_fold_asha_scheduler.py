@@ -124,3 +124,17 @@ def test_asha_lets_a_long_trial_pass_the_grid_level_epochs(minimal_grid):
     for epoch in (1, 2, 3):
         result = EpochReport(epoch=epoch, val_acc=0.5).as_result()
         assert scheduler.on_trial_result(None, trial, result) == TrialScheduler.CONTINUE
+
+
+def test_a_fold_two_epochs_ahead_of_a_running_sibling_waits_at_the_rung_so_the_folds_end_alike():
+    """Slots for every fold: one epoch of lead trains on; a sibling that started late is waited for, not outrun."""
+    runner = FakeRunner(fold_asha(), [FakeTrial("a", f, folds=2, epochs=4) for f in range(2)])
+    f0, f1 = runner.start(), runner.start()
+    assert runner.report(f0, 1, 0.5) == TrialScheduler.CONTINUE  # f1 is running and one epoch short of rung 1
+    assert runner.report(f1, 1, 0.5) == TrialScheduler.CONTINUE  # rung 1 complete: passed
+    assert runner.report(f0, 2, 0.5) == TrialScheduler.CONTINUE
+    assert runner.report(f0, 3, 0.5) == TrialScheduler.PAUSE  # f1 is two epochs short of rung 3: f0 would outrun it
+    assert runner.scheduler.choose_trial_to_run(runner) is None  # until the config passes rung 3
+    assert runner.report(f1, 2, 0.5) == TrialScheduler.CONTINUE
+    assert runner.report(f1, 3, 0.5) == TrialScheduler.CONTINUE
+    assert runner.scheduler.choose_trial_to_run(runner) is f0

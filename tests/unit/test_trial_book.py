@@ -116,3 +116,27 @@ def test_statuses_say_what_reruns_and_mlflow_make_of_them():
     assert {s for s in TrialStatus if s.ended} == {TrialStatus.FINISHED, TrialStatus.KILLED}
     assert {s for s in TrialStatus if s.open} == {TrialStatus.PENDING, TrialStatus.RUNNING, TrialStatus.PAUSED}
     assert TrialStatus.INTERRUPTED.mlflow_status == "KILLED" and f"{TrialStatus.FAILED}" == "FAILED"
+
+
+def test_a_trial_that_predicted_itself_is_read_back_and_a_stopped_one_goes_to_a_task(tmp_path, minimal_grid):
+    """The last report says whether the trial left its frames in storage; only the others cost a task."""
+    import pandas as pd
+
+    from orchestrator.tracking.predictions import PredictionTasks
+    from orchestrator.train.predict import save_frames
+
+    minimal_grid["tracking"] = {"storage": str(tmp_path / "storage")}
+    plan = plan_trials(parse_grid(minimal_grid), TABLES)
+    book, submitted = TrialBook(plan), []
+    tasks = PredictionTasks(lambda config, checkpoint: submitted.append(checkpoint) or f"ref-{checkpoint}")
+    itself, stopped = book.records[plan[0].key], book.records[plan[1].key]
+    frames = {"oof": pd.DataFrame({"row_id": [3], "prob_0": [0.25]}), "metrics": {"oof_acc": 0.5}}
+    save_frames(frames, plan[0].config.layout.predictions(plan[0].key))
+    book.result(itself, report(2, best_epoch=1, trial_done=True, predicted=True))
+    book.result(stopped, report(1, best_epoch=1))
+    tasks.submit(itself)
+    tasks.submit(stopped)
+    assert submitted == [stopped.best_checkpoint]  # one task, for the stopped trial
+    (record, read, error), = tasks.read
+    assert record is itself and error is None and "test" not in read
+    assert read["oof"].equals(frames["oof"]) and read["metrics"] == {"oof_acc": 0.5}
