@@ -313,7 +313,8 @@ class ResourcesConfig(Strict):
     max_failures: int = Field(2, ge=0)  # retries of a trial from its last checkpoint when a worker dies or raises
     # on: a one-worker trial trains in its Tune trial's own process (Ray Train V2 local mode), which
     # skips ~7 Ray helper processes per trial; off: a Ray Train worker group; auto: on where this run
-    # starts Ray on this machine, off on a cluster (a lost node is then retried on another)
+    # starts Ray on this machine, off on a cluster (a lost node is then retried on another); `on` with
+    # --address needs the trial slots and a worker's CPUs/GPUs on one node (a one-machine cluster)
     local_mode: Literal["auto", "on", "off"] = "auto"
 
     @model_validator(mode="after")

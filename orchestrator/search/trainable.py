@@ -3,6 +3,8 @@
 Train V2 runs the TorchTrainer's controller inside this trainable; the workers
 report each epoch to Train, and TuneReportCallback relays rank 0's metrics (plus
 the checkpoint path) to Tune, where the scheduler and the MLflow callback see them.
+In local mode (`resources.local_mode`) the TorchTrainer has no workers: the loop
+runs right here and reports to Tune itself (train/session.py).
 
 Faults: the Train run of a trial is named by its identity and lives in shared
 storage, so a new TorchTrainer with that name continues from the run's latest
