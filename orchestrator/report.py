@@ -40,7 +40,9 @@ class Progress:
 
     def trial_ended(self, record) -> None:
         how = "completed" if record.status is TrialStatus.FINISHED else "stopped early by the scheduler"
-        self._emit(f"{record.key}: {how} after {record.epochs} epoch(s); predicting OOF + test from the best checkpoint")
+        then = ("its OOF + test predictions are in" if record.predicted_itself
+                else "predicting OOF + test from the best checkpoint")
+        self._emit(f"{record.key}: {how} after {record.epochs} epoch(s); {then}")
 
     def trial_closed(self, record) -> None:
         self.done += record.status.terminal

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +16,7 @@ import torch
 
 from orchestrator.config import TrainConfig
 from orchestrator.train.checkpoint import unwrap
+from orchestrator.train.predict import Normalizer
 
 
 @dataclass
@@ -36,7 +36,7 @@ class StepParts:
     freeze_epochs: int = 0
     backbone: list[torch.nn.Parameter] = field(default_factory=list)  # parameters outside the classifier head
     evaluate_ema: bool = False  # validate / checkpoint / predict with the EMA weights
-    normalize: Callable[[torch.Tensor], torch.Tensor] | None = None  # uint8 batch -> model input, on the device (None: as is)
+    normalize: Normalizer = None  # uint8 batch -> model input, on the device (None: the batch as is)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -52,7 +52,7 @@ def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int,
-                normalize: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepParts:
+                normalize: Normalizer = None) -> StepParts:
     """The step parts the grid asked for; `model` is already on its device."""
     dtype = amp_dtype(cfg.amp, device)
     parts = StepParts(optimizer, scheduler, loss_fn, device, accumulate=cfg.accumulate_steps, clip=cfg.clip_grad_norm,

@@ -140,3 +140,20 @@ def test_a_trial_that_predicted_itself_is_read_back_and_a_stopped_one_goes_to_a_
     (record, read, error), = tasks.read
     assert record is itself and error is None and "test" not in read
     assert read["oof"].equals(frames["oof"]) and read["metrics"] == {"oof_acc": 0.5}
+
+
+def test_the_end_line_says_whether_predictions_are_in_or_coming(plan):
+    book, out = TrialBook(plan), io.StringIO()
+    progress = Progress(len(plan), "val_acc", stream=out)
+    done, stopped = book.records[plan[0].key], book.records[plan[1].key]
+    done.run_id = stopped.run_id = "run"  # (TrialRuns.open's part)
+    book.result(done, report(2, best_epoch=2, trial_done=True, predicted=True))
+    book.complete(done, ended_by_itself=True)
+    book.result(stopped, report(1, best_epoch=1))
+    book.complete(stopped, ended_by_itself=False)
+    progress.trial_ended(done)
+    progress.trial_ended(stopped)
+    first, second = out.getvalue().splitlines()
+    assert first.endswith(f"{done.key}: completed after 2 epoch(s); its OOF + test predictions are in")
+    assert second.endswith(f"{stopped.key}: stopped early by the scheduler after 1 epoch(s); predicting OOF + test "
+                           f"from the best checkpoint")
