@@ -94,6 +94,5 @@ def upload_dir(local: str, dest: str) -> None:
     staging = f"{inner}.partial"
     fs.create_dir(staging, recursive=True)
     pyarrow.fs.copy_files(local, staging, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
-    if fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound:
-        fs.delete_dir(inner)
+    remove_tree(dest)
     fs.move(staging, inner)
