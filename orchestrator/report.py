@@ -41,7 +41,7 @@ class Progress:
     def trial_ended(self, record) -> None:
         how = "completed" if record.status is TrialStatus.FINISHED else "stopped early by the scheduler"
         then = ("its OOF + test predictions are in" if record.predicted_itself
-                else "predicting OOF + test from the best checkpoint")
+                else "a task predicts OOF + test from the best checkpoint once a worker is free")
         self._emit(f"{record.key}: {how} after {record.epochs} epoch(s); {then}")
 
     def trial_closed(self, record) -> None:

@@ -13,8 +13,11 @@ from orchestrator.search.schedulers import Seeds, create_scheduler, tune_trial_k
 from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS, run_trial, trainable_resources
 
 # Ray Train polls workers this often; each report waits for the previous poll, so
-# the default 2 s would dominate short epochs. Users can still set their own.
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+# the default 2 s would dominate short epochs. A reused trial process (local mode)
+# waits this long for the last trial's loop to wind down (its loaders' workers
+# exit) before it takes the next trial; past it Tune fails the next trial, and the
+# default 2 s is close on a busy node. Users can still set their own.
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 # Logging a finished trial's artifacts to MLflow takes about a second in the driver
 # callback; Tune's default 0.5 s "slow callback" warning would fire for every trial.
 DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2"}
@@ -85,18 +88,22 @@ def cluster_totals() -> tuple[dict[str, float], bool]:
 
 
 def predict_remote(res: ResourcesConfig):
-    """A Ray task (one worker's resources) that turns a best checkpoint into OOF + test frames."""
+    """A Ray task (one worker's resources) that turns a best checkpoint into OOF + test frames, and its seconds."""
     import ray
 
     @ray.remote(num_cpus=res.cpus_per_worker, num_gpus=res.gpus_per_worker, max_retries=1)
-    def predict(trial_config: dict[str, Any], checkpoint_path: str):
+    def predict(trial_config: dict[str, Any], checkpoint_path: str) -> tuple[dict[str, Any], float]:
+        """(the frames, the task's own seconds: imports included, the wait for resources not)."""
+        import time
+
+        start = time.monotonic()
         import ray.train
 
         from orchestrator.config import TrialConfig
         from orchestrator.train.predict import predict_trial
 
         with ray.train.Checkpoint(checkpoint_path).as_directory() as folder:
-            return predict_trial(TrialConfig.model_validate(trial_config), folder)
+            return predict_trial(TrialConfig.model_validate(trial_config), folder), time.monotonic() - start
 
     return predict.remote
 
@@ -154,6 +161,8 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, c
         tune_config=tune.TuneConfig(
             metric=grid.scheduler.metric, mode=grid.scheduler.mode, scheduler=create_scheduler(grid, slots.own, seeds),
             trial_name_creator=tune_trial_key, trial_dirname_creator=tune_trial_key, **search,
+            # in local mode a trial's process takes the next trial, imports and all (see trainable.py)
+            reuse_actors=grid.resources.in_trial,
         ),
         run_config=tune.RunConfig(name=stamp, storage_path=grid.layout.tune, callbacks=[callback], verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=0)),  # retries: in the trainable

@@ -4,7 +4,12 @@ Train V2 runs the TorchTrainer's controller inside this trainable; the workers
 report each epoch to Train, and TuneReportCallback relays rank 0's metrics (plus
 the checkpoint path) to Tune, where the scheduler and the MLflow callback see them.
 In local mode (`resources.local_mode`) the TorchTrainer has no workers: the loop
-runs right here and reports to Tune itself (train/session.py).
+runs right here and reports to Tune itself (train/session.py). Tune then hands
+this process the slot's next trial (`reuse_actors`), so torch, timm and the
+cache are imported and opened once per slot, not once per trial. A trial the
+scheduler stops is waiting in its report, where Tune's reset ends it. Out of
+local mode the process is not reused: there the trial waits in the controller's
+`fit`, which a reset cannot end.
 
 Faults: the Train run of a trial is named by its identity and lives in shared
 storage, so a new TorchTrainer with that name continues from the run's latest
@@ -62,6 +67,10 @@ def run_trial(config: dict[str, Any]) -> None:
     from orchestrator.train.loop import NonFiniteLossError
 
     trial = TrialConfig.model_validate(config["trial"])
+    if trial.resources.in_trial:
+        import gc
+
+        gc.collect()  # a reused process: the last trial's model, loaders and their workers go now
     attempt = 0
     while True:
         try:

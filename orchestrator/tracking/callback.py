@@ -85,7 +85,6 @@ class TrackingCallback(Callback):
             self._close(record)
             return
         self.predictions.submit(record)
-        self.account.prediction_submitted(record.key)
         self.progress.trial_ended(record)
 
     @timed
@@ -120,8 +119,8 @@ class TrackingCallback(Callback):
 
     def collect_predictions(self, wait: bool) -> None:
         """Log every finished prediction task; with wait=True, all of them."""
-        for record, frames, error in self.predictions.ready(wait):
-            self.account.prediction_collected(record.key)
+        for record, frames, error, seconds in self.predictions.ready(wait):
+            self.account.prediction_ran(record.key, seconds)
             try:
                 if error is not None:
                     raise error

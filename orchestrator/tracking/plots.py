@@ -66,8 +66,8 @@ def timeline_figure(account):
         axis.barh(y, first - stretch.start, left=stretch.start - t0, color=colors["start-up"], height=0.6)
         for arrival, seconds in stretch.reports:
             axis.barh(y, seconds, left=arrival - seconds - t0, color=colors["epoch"], height=0.6, edgecolor="white", linewidth=0.5)
-    for key, submitted, collected in account.predictions:
-        axis.barh(row[key], collected - submitted, left=submitted - account.begin, color=colors["prediction"], height=0.6)
+    for key, start, end in account.predictions:
+        axis.barh(row[key], end - start, left=start - account.begin, color=colors["prediction"], height=0.6)
     axis.set_yticks(range(len(keys)), keys, fontsize=7)
     axis.invert_yaxis()
     axis.set_xlabel("seconds since the grid started")

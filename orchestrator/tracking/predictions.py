@@ -9,17 +9,24 @@ in a task of its own; the driver collects the frames as they come in.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestrator.tracking.trials import TrialRecord
 
 
+class Predicted(NamedTuple):
+    record: TrialRecord
+    frames: dict[str, Any] | None  # None: it failed, with `error`
+    error: Exception | None
+    seconds: float  # the task's own run; 0 for frames the trial made itself
+
+
 class PredictionTasks:
     def __init__(self, predict_remote: Callable[[dict[str, Any], str], Any]):
-        """`predict_remote(trial config dict, checkpoint path)` -> a Ray object ref of the frames."""
+        """`predict_remote(trial config dict, checkpoint path)` -> a Ray object ref of (frames, the task's seconds)."""
         self.predict_remote = predict_remote
         self.pending: dict[Any, TrialRecord] = {}
-        self.read: list[tuple[TrialRecord, dict[str, Any] | None, Exception | None]] = []
+        self.read: list[Predicted] = []
 
     def submit(self, record: TrialRecord) -> None:
         if record.predicted_itself:
@@ -27,15 +34,15 @@ class PredictionTasks:
 
             cfg = record.planned.config
             try:
-                self.read.append((record, load_frames(cfg.layout.predictions(cfg.trial_key)), None))
+                self.read.append(Predicted(record, load_frames(cfg.layout.predictions(cfg.trial_key)), None, 0.0))
             except Exception as err:  # noqa: BLE001 - the run must still end, with the reason
-                self.read.append((record, None, err))
+                self.read.append(Predicted(record, None, err, 0.0))
             return
         ref = self.predict_remote(record.planned.config.model_dump(mode="json"), record.best_checkpoint)
         self.pending[ref] = record
 
-    def ready(self, wait: bool) -> list[tuple[TrialRecord, dict[str, Any] | None, Exception | None]]:
-        """(record, frames, None) or (record, None, error) for each task that ended; wait=True: all of them."""
+    def ready(self, wait: bool) -> list[Predicted]:
+        """What each task that ended left (frames, or the error); wait=True: all of them."""
         import ray
 
         out, self.read = self.read, []
@@ -45,7 +52,8 @@ class PredictionTasks:
         for ref in done:
             record = self.pending.pop(ref)
             try:
-                out.append((record, ray.get(ref), None))
+                frames, seconds = ray.get(ref)
+                out.append(Predicted(record, frames, None, seconds))
             except Exception as err:  # noqa: BLE001 - the run must still end, with the reason
-                out.append((record, None, err))
+                out.append(Predicted(record, None, err, 0.0))
         return out

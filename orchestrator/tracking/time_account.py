@@ -1,9 +1,9 @@
 """Where a grid's time went: each trial slot's seconds split into epochs, start-up, predictions and the rest.
 
 Pure bookkeeping on the driver's clock (no Ray, no MLflow): the Tune callback
-tells it when a trial starts, reports an epoch, pauses or ends, and when its
-prediction task is submitted and collected. A trial's stretch in a slot (from
-its start, or its unpausing, to its end or pause) splits into
+tells it when a trial starts, reports an epoch, pauses or ends, and how long its
+prediction task ran. A trial's stretch in a slot (from its start, or its
+unpausing, to its end or pause) splits into
 
 - start-up: from the start to its first report, less that epoch's own time;
 - epochs: the epoch times the worker measured (train + validation), the useful part;
@@ -11,8 +11,9 @@ its start, or its unpausing, to its end or pause) splits into
   the OOF + test predictions of a trial that ends by itself, made before its last report);
 - shutdown: from its last report to Tune's end event.
 
-Prediction tasks hold a worker's CPUs (and GPU) after a trial ends, so they are
-counted as slot time too. What is left of slots x wall is idle: a slot with no
+A stopped trial's prediction task holds a worker's CPUs (and GPU) while it runs,
+so its run (measured in the task, placed just before the driver collected it) is
+slot time too. What is left of slots x wall is idle: a slot with no
 trial (scheduling, waiting for resources, the grid's tail). The driver's own time
 in the callback (MLflow logging, mostly) is counted apart: it is not slot time,
 but Tune's event loop waits for it.
@@ -82,7 +83,7 @@ _MEANING = {
     "start-up": "trial start to its first report, less that epoch",
     "between epochs": "checkpoints, reports, retries, a trial's own predictions",
     "shutdown": "last report to Tune's end event",
-    "predictions": "OOF + test tasks of stopped trials, holding a worker's resources",
+    "predictions": "OOF + test tasks of stopped trials, while they run",
     "idle": "no trial in the slot: scheduling, waiting for resources, the tail",
 }
 
@@ -93,8 +94,7 @@ class TimeAccount:
         self.begin = clock()
         self.stretches: list[Stretch] = []
         self.open: dict[str, Stretch] = {}
-        self.predicting: dict[str, float] = {}
-        self.predictions: list[tuple[str, float, float]] = []  # (key, submitted, collected)
+        self.predictions: list[tuple[str, float, float]] = []  # (key, start, end) of prediction tasks
         self.driver = 0.0
 
     def started(self, key: str) -> None:
@@ -111,12 +111,11 @@ class TimeAccount:
         if key in self.open:
             self.open.pop(key).end = self.clock()
 
-    def prediction_submitted(self, key: str) -> None:
-        self.predicting[key] = self.clock()
-
-    def prediction_collected(self, key: str) -> None:
-        if key in self.predicting:
-            self.predictions.append((key, self.predicting.pop(key), self.clock()))
+    def prediction_ran(self, key: str, seconds: float) -> None:
+        """A prediction task that ran `seconds` was collected now (0 s: frames the trial made itself)."""
+        if seconds > 0:
+            now = self.clock()
+            self.predictions.append((key, now - seconds, now))
 
     @contextmanager
     def in_driver(self):
@@ -132,7 +131,7 @@ class TimeAccount:
         for stretch in self.stretches:
             for part, value in stretch.parts(now).items():
                 seconds[part] += value
-        seconds["predictions"] = sum(done - submitted for _, submitted, done in self.predictions)
+        seconds["predictions"] = sum(end - start for _, start, end in self.predictions)
         wall = now - self.begin
         seconds["idle"] = max(0.0, slots * wall - sum(seconds.values()))
         return TimeSummary(wall, slots, seconds, self.driver)

@@ -31,9 +31,9 @@ def test_two_slots_split_into_start_up_epochs_gaps_shutdown_predictions_and_idle
     account.reported("a", 5.0)  # 1 s between epochs
     clock.at(16)
     account.left("a")  # 1 s shutdown
-    account.prediction_submitted("a")
     clock.at(20)
-    account.prediction_collected("a")
+    account.prediction_ran("a", 4.0)  # its task waited for a worker, then ran 4 s
+    account.prediction_ran("b", 0.0)  # frames the trial made itself: no task
     clock.at(2)
     account.started("b")
     clock.at(4)

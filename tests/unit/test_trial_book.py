@@ -137,8 +137,8 @@ def test_a_trial_that_predicted_itself_is_read_back_and_a_stopped_one_goes_to_a_
     tasks.submit(itself)
     tasks.submit(stopped)
     assert submitted == [stopped.best_checkpoint]  # one task, for the stopped trial
-    (record, read, error), = tasks.read
-    assert record is itself and error is None and "test" not in read
+    (record, read, error, seconds), = tasks.read
+    assert record is itself and error is None and seconds == 0 and "test" not in read
     assert read["oof"].equals(frames["oof"]) and read["metrics"] == {"oof_acc": 0.5}
 
 
@@ -155,5 +155,5 @@ def test_the_end_line_says_whether_predictions_are_in_or_coming(plan):
     progress.trial_ended(stopped)
     first, second = out.getvalue().splitlines()
     assert first.endswith(f"{done.key}: completed after 2 epoch(s); its OOF + test predictions are in")
-    assert second.endswith(f"{stopped.key}: stopped early by the scheduler after 1 epoch(s); predicting OOF + test "
-                           f"from the best checkpoint")
+    assert second.endswith(f"{stopped.key}: stopped early by the scheduler after 1 epoch(s); a task predicts OOF + "
+                           f"test from the best checkpoint once a worker is free")
