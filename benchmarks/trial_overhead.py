@@ -5,8 +5,11 @@ Measures, on quickdraw10 written as sketch_csv JPEGs:
   * a bare loop over the same rows decoded once into one tensor, no augmentation (the floor of the work);
   * one orchestrated trial (Ray Tune -> Ray Train TorchTrainer -> MLflow) of the same;
 and prints images/s of both and the trial's fixed cost (launch -> first epoch report).
+`--augment` is the trial's and the first bare loop's pipeline: `none` compares the
+trial with the decoded-once loop on equal work (what the orchestrator itself costs);
+the default `sketch_light` adds the per-sample augmentation a real grid pays for.
 
-    python benchmarks/trial_overhead.py [--model resnet10t] [--per-class 300] [--epochs 3]
+    python benchmarks/trial_overhead.py [--model resnet10t] [--per-class 300] [--epochs 3] [--augment none]
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
 
 
-def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: int, threads: int) -> list[float]:
+def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: int, threads: int,
+              augment: str) -> list[float]:
     """images/s per epoch of a plain timm training loop over fold 0's training rows."""
     import pandas as pd
     import timm
@@ -43,7 +47,7 @@ def bare_loop(root: Path, model_name: str, epochs: int, batch: int, image_size: 
     folds = assign_folds(train, FoldsConfig(kind="stratified", n_splits=5), seed=42)
     rows = train[folds != 0]
     model = timm.create_model(model_name, num_classes=int(train["target"].max()) + 1)
-    transform, _ = build_transforms("sketch_light", image_size)
+    transform, _ = build_transforms(augment, image_size)
     data = ImageDataset([str(root / "train" / p) for p in rows["image_path"]], rows["target"].tolist(), transform)
     loader = torch.utils.data.DataLoader(data, batch_size=batch, shuffle=True, drop_last=True)
     normalize = Normalize((0.5,) * 3, (0.25,) * 3)
@@ -98,13 +102,14 @@ def bare_decode_once(root: Path, model_name: str, epochs: int, batch: int, image
     return timed_epochs(model, batches, epochs)
 
 
-def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_size: int, work: Path) -> dict:
+def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_size: int, work: Path,
+                 augment: str) -> dict:
     grid = {
         "name": "overhead", "seed": 42,
         "data": {"source": "sketch_csv", "root": str(root), "image_size": image_size,
                  "folds": {"kind": "stratified", "n_splits": 5, "use": [0]}},
         "models": [{"name": model_name}],
-        "train": {"epochs": epochs, "batch_size": batch, "augment": "sketch_light",
+        "train": {"epochs": epochs, "batch_size": batch, "augment": augment,
                   "scheduler": {"name": "constant"}, "loss": {"name": "cross_entropy"}},
         "scheduler": {"kind": "fifo"},
         "resources": {"cpus_per_worker": 1, "workers_per_trial": 1, "max_concurrent_trials": 1},
@@ -132,6 +137,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--augment", default="sketch_light", help="the trial's augment preset (none: equal work)")
     args = parser.parse_args()
 
     from orchestrator.data.export import export_sketch_csv, quickdraw_images
@@ -141,11 +147,12 @@ def main() -> None:
         root = work / "quickdraw"
         images, targets, classes = quickdraw_images(QUICKDRAW, per_class=args.per_class)
         export_sketch_csv(images, targets, classes, root, test_fraction=0.2, seed=0)
-        bare = bare_loop(root, args.model, args.epochs, args.batch, args.image_size, threads=1)
+        bare = bare_loop(root, args.model, args.epochs, args.batch, args.image_size, threads=1, augment=args.augment)
         once = bare_decode_once(root, args.model, args.epochs, args.batch, args.image_size, threads=1)
-        trial = orchestrated(root, args.model, args.epochs, args.batch, args.image_size, work)
+        trial = orchestrated(root, args.model, args.epochs, args.batch, args.image_size, work, args.augment)
     steady = lambda xs: statistics.median(xs[1:] if len(xs) > 1 else xs)  # noqa: E731 - epoch 1 warms up
-    print(f"\n{args.model}, {args.image_size}px, batch {args.batch}, 1 thread, quickdraw10 {args.per_class}/class, fold 0 of 5")
+    print(f"\n{args.model}, {args.image_size}px, batch {args.batch}, 1 thread, quickdraw10 {args.per_class}/class, "
+          f"fold 0 of 5, augment {args.augment} (the trial and the first bare loop)")
     print(f"{'':28}{'img/s per epoch':>30}  {'steady img/s':>12}")
     print(f"{'bare PyTorch + timm loop':28}{' '.join(f'{s:7.0f}' for s in bare):>30}  {steady(bare):12.0f}")
     print(f"{'bare loop, decoded once':28}{' '.join(f'{s:7.0f}' for s in once):>30}  {steady(once):12.0f}")
