@@ -3,8 +3,10 @@
 Measures, on quickdraw10 written as sketch_csv JPEGs:
   * a bare loop: same model, data (same Dataset + transforms, decoding every epoch), batch size, threads;
   * a bare loop over the same rows decoded once into one tensor, no augmentation (the floor of the work);
+  * the trial's own loop (`run_loop`, with the session it has in local mode) in this
+    process, without Ray: what the orchestrator's code costs apart from the processes around it;
   * one orchestrated trial (Ray Tune -> Ray Train TorchTrainer -> MLflow) of the same;
-and prints images/s of both and the trial's fixed cost (launch -> first epoch report).
+and prints images/s of all and the trial's fixed cost (launch -> first epoch report).
 `--augment` is the trial's and the first bare loop's pipeline: `none` compares the
 trial with the decoded-once loop on equal work (what the orchestrator itself costs);
 the default `sketch_light` adds the per-sample augmentation a real grid pays for.
@@ -102,9 +104,8 @@ def bare_decode_once(root: Path, model_name: str, epochs: int, batch: int, image
     return timed_epochs(model, batches, epochs)
 
 
-def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_size: int, work: Path,
-                 augment: str) -> dict:
-    grid = {
+def grid_dict(root: Path, model_name: str, epochs: int, batch: int, image_size: int, augment: str) -> dict:
+    return {
         "name": "overhead", "seed": 42,
         "data": {"source": "sketch_csv", "root": str(root), "image_size": image_size,
                  "folds": {"kind": "stratified", "n_splits": 5, "use": [0]}},
@@ -112,8 +113,29 @@ def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_siz
         "train": {"epochs": epochs, "batch_size": batch, "augment": augment,
                   "scheduler": {"name": "constant"}, "loss": {"name": "cross_entropy"}},
         "scheduler": {"kind": "fifo"},
-        "resources": {"cpus_per_worker": 1, "workers_per_trial": 1, "max_concurrent_trials": 1},
+        "resources": {"cpus_per_worker": 1, "workers_per_trial": 1, "max_concurrent_trials": 1, "local_mode": "on"},
     }
+
+
+def loop_without_ray(raw: dict, work: Path) -> list[float]:
+    """images/s per epoch of the trial's loop (run_loop + InTrial, reports kept in a list) in this process, no Ray."""
+    import orchestrator.train.loop as loop
+    from orchestrator.config import parse_grid
+    from orchestrator.data.prepare import prepare_data
+    from orchestrator.search.plan import plan_trials
+    from orchestrator.train.session import InTrial
+
+    grid = parse_grid({**raw, "name": "overhead-no-ray", "tracking": {"storage": str(work / "no_ray")}})
+    trial = plan_trials(grid, prepare_data(grid).trial_tables)[0].config
+    loop.worker_node = lambda: "no-ray"  # the report names Ray's node; there is none here
+    reports: list[dict] = []
+    loop.run_loop(trial, InTrial(trial.layout.trial_dir(trial.trial_key), send=reports.append))
+    return [r["images_per_s"] for r in reports]
+
+
+def orchestrated(root: Path, model_name: str, epochs: int, batch: int, image_size: int, work: Path,
+                 augment: str) -> dict:
+    grid = grid_dict(root, model_name, epochs, batch, image_size, augment)
     (work / "grid.yaml").write_text(yaml.safe_dump(grid))
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "orchestrator.run", "grid.yaml"], cwd=work, check=True,
@@ -149,6 +171,7 @@ def main() -> None:
         export_sketch_csv(images, targets, classes, root, test_fraction=0.2, seed=0)
         bare = bare_loop(root, args.model, args.epochs, args.batch, args.image_size, threads=1, augment=args.augment)
         once = bare_decode_once(root, args.model, args.epochs, args.batch, args.image_size, threads=1)
+        own = loop_without_ray(grid_dict(root, args.model, args.epochs, args.batch, args.image_size, args.augment), work)
         trial = orchestrated(root, args.model, args.epochs, args.batch, args.image_size, work, args.augment)
     steady = lambda xs: statistics.median(xs[1:] if len(xs) > 1 else xs)  # noqa: E731 - epoch 1 warms up
     print(f"\n{args.model}, {args.image_size}px, batch {args.batch}, 1 thread, quickdraw10 {args.per_class}/class, "
@@ -156,9 +179,11 @@ def main() -> None:
     print(f"{'':28}{'img/s per epoch':>30}  {'steady img/s':>12}")
     print(f"{'bare PyTorch + timm loop':28}{' '.join(f'{s:7.0f}' for s in bare):>30}  {steady(bare):12.0f}")
     print(f"{'bare loop, decoded once':28}{' '.join(f'{s:7.0f}' for s in once):>30}  {steady(once):12.0f}")
+    print(f"{'trial loop, no Ray':28}{' '.join(f'{s:7.0f}' for s in own):>30}  {steady(own):12.0f}")
     print(f"{'orchestrated trial':28}{' '.join(f'{s:7.0f}' for s in trial['speeds']):>30}  {steady(trial['speeds']):12.0f}")
     print(f"trial throughput vs bare loop: {steady(trial['speeds']) / steady(bare):.2f}x; vs the bare loop over images "
           f"decoded once (no augmentation): {steady(trial['speeds']) / steady(once):.2f}x")
+    print(f"the trial's loop without Ray vs the bare loop over images decoded once: {steady(own) / steady(once):.2f}x")
     print(f"trial fixed cost (launch -> first epoch report, minus that epoch): {trial['fixed']:.1f} s")
     print(f"whole command (Ray start, data check, 1 trial, predictions, MLflow): {trial['wall']:.1f} s")
 
