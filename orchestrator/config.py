@@ -138,6 +138,9 @@ class ModelConfig(Strict):
     name: str
     pretrained: bool = False  # True downloads weights from the timm / Hugging Face hub
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    # a local weights file (.safetensors, .pth) to start from instead of the hub, for clusters without
+    # internet access: timm's pretrained-file override; the path must exist on every node
+    checkpoint: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -344,10 +347,16 @@ class TrackingConfig(Strict):
 
 
 class EnsembleConfig(Strict):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True)
+
     top_k: int = Field(5, ge=1)
     method: Literal["mean", "hill_climb", "rank"] = "hill_climb"
     output: str = "submission.csv"
     iterations: int = Field(50, ge=1)  # hill-climbing steps
+    # register the logged ensemble model under the grid's name (false: log it only); `register` in YAML
+    # (pydantic's BaseModel has a `register` attribute of its own)
+    register_model: bool = Field(True, alias="register")
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "champion"  # moved to each new version
 
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -372,6 +381,14 @@ class GridConfig(Strict):
     def layout(self) -> GridLayout:
         """Where this grid's storage lives: `<tracking.storage>/<name>`."""
         return GridLayout.of(self.tracking.storage, self.name)
+
+    @model_validator(mode="after")
+    def _checkpoints_exist(self) -> GridConfig:
+        for index, model in enumerate(self.models):  # here, not in ModelConfig: a served model never reads it
+            if model.checkpoint and not Path(model.checkpoint).is_file():
+                raise ValueError(f"models[{index}].checkpoint: no file {model.checkpoint!r} (a local weights file "
+                                 f"for {model.name}, e.g. from timm's hub, copied to every node)")
+        return self
 
     @model_validator(mode="after")
     def _fold_asha_needs_a_plan(self) -> GridConfig:

@@ -96,7 +96,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     finished, timing = False, None
     try:
         if trials:
-            check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root)})
+            check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root),
+                                **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(grid.models) if m.checkpoint}})
             slots = trial_slots(grid)
             run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
             timing = callback.account.summary(slots.count)

@@ -25,6 +25,28 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 900) -> subproces
     return result
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, what: str, seconds: int = 60) -> None:
+    """Poll `url` until it answers; fail the test after `seconds`."""
+    import time
+    import urllib.request
+
+    for _ in range(seconds * 2):
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"{what} did not come up in {seconds} s")
+
+
 def write_grid(folder: Path, grid: dict, name: str = "grid.yaml") -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(grid, sort_keys=False))

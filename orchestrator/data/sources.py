@@ -92,7 +92,8 @@ def sketch_submission(test: pd.DataFrame, predicted: np.ndarray, classes: list[s
 # -------------------------------------------------------------- image_folder
 
 
-def _images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path) -> list[Path]:
+    """Image files anywhere under `folder` (hidden ones skipped), sorted."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
@@ -104,7 +105,7 @@ def load_image_folder(cfg) -> DataTables:
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(classes) < 2:
         raise InputError(f"data.root: found {len(classes)} class folder(s) in {root}; image_folder needs root/<class>/<image> with at least 2 classes")
-    rows = [(str(p), str(p.relative_to(root)), k) for k, name in enumerate(classes) for p in _images_under(root / name)]
+    rows = [(str(p), str(p.relative_to(root)), k) for k, name in enumerate(classes) for p in images_under(root / name)]
     if not rows:
         raise InputError(f"data.root: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
     paths, rel, targets = map(list, zip(*rows))
@@ -113,7 +114,7 @@ def load_image_folder(cfg) -> DataTables:
     test = None
     if cfg.test_root is not None:
         require_dir(Path(cfg.test_root), "data.test_root")
-        files = _images_under(Path(cfg.test_root))
+        files = images_under(Path(cfg.test_root))
         check_images([str(p) for p in files], lambda i: "test image")
         test = pd.DataFrame({"row_id": np.arange(len(files)), "image_path": [str(p) for p in files],
                              "rel_path": [str(p.relative_to(cfg.test_root)) for p in files]})

@@ -30,9 +30,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from orchestrator.blend import blend
     from orchestrator.data.sources import SOURCES
     from orchestrator.ensemble.members import load_members
-    from orchestrator.ensemble.weights import SCORERS, blend, fit_weights, rank_transform
+    from orchestrator.ensemble.weights import SCORERS, fit_weights, rank_transform
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
     from orchestrator.search.plan import render_table
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         flat = np.stack([p.ravel() for p in inputs])
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
+    classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
     if any(m.test is None for m in chosen):
         print("no test predictions (the data source has no test set): no submission written")
     else:
@@ -83,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.method == "rank":
             tests = [rank_transform(p) for p in tests]
         predicted = blend(tests, weights).argmax(1)
-        classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
         test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
         submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
         output = Path(cfg.output)
@@ -97,9 +98,27 @@ def main(argv: list[str] | None = None) -> int:
         if holdout is not None:
             tracker.log_metrics(run_id, {"holdout_accuracy": holdout}, step=0)
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
+    published = _publish(grid, tracker, run_id, chosen, weights, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri)}")
+    print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
+          f"{args.grid} IMAGES --output preds.csv")
     return EXIT_OK
+
+
+def _publish(grid, tracker, run_id: str, chosen, weights: np.ndarray, classes: list[str]):
+    """The ensemble as an MLflow model on its run (registered under the grid's name unless `ensemble.register` is off)."""
+    from orchestrator.serve.bundle import write_bundle
+    from orchestrator.serve.publish import publish
+    from orchestrator.storage import read_parquet
+
+    cfg = grid.ensemble
+    example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
+    with tempfile.TemporaryDirectory() as folder:
+        spec = write_bundle(tracker, chosen, weights, classes, cfg.method, Path(folder))
+        print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} fold models) ...",
+              flush=True)
+        return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
 
 
 def _holdout_accuracy(root: Path, test_table, predicted: np.ndarray) -> float | None:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from orchestrator.blend import blend
+
 Score = Callable[[np.ndarray, np.ndarray], float]
 
 
@@ -37,10 +39,6 @@ SCORERS: dict[str, Score] = {"val_acc": accuracy, "val_f1": macro_f1, "val_loss"
 
 def _key(probs: np.ndarray, y: np.ndarray, score: Score) -> tuple[float, float]:
     return score(probs, y), -log_loss(probs, y)
-
-
-def blend(members: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
-    return np.tensordot(weights / weights.sum(), np.stack(members), axes=1)
 
 
 def hill_climb(members: list[np.ndarray], y: np.ndarray, score: Score, iterations: int = 50) -> np.ndarray:

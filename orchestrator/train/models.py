@@ -26,13 +26,19 @@ def check_model_name(name: str) -> str:
     raise ValueError(f"unknown timm model {name!r}{hint}")
 
 
-def create_model(name: str, num_classes: int, pretrained: bool = False, drop_rate: float = 0.0) -> torch.nn.Module:
+def create_model(name: str, num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
+                 checkpoint: str | None = None) -> torch.nn.Module:
     """A timm classifier with a fresh head of `num_classes` outputs.
 
-    `pretrained=True` downloads weights from the timm / Hugging Face hub on first use.
+    `pretrained=True` starts from `checkpoint` (a local weights file, loaded weights-only
+    through timm's pretrained-file override) when one is given, else from the timm /
+    Hugging Face hub, downloaded on first use.
     """
     import timm
 
+    if pretrained and checkpoint:
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": checkpoint},
+                                 num_classes=num_classes, drop_rate=drop_rate)
     return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
 
 

@@ -54,14 +54,18 @@ def tta_views(images: torch.Tensor, tta: TtaConfig | None) -> list[torch.Tensor]
 
 
 @torch.no_grad()
+def batch_probs(model: torch.nn.Module, images: torch.Tensor, device: torch.device, tta: TtaConfig | None = None,
+                normalize: Normalizer = None) -> torch.Tensor:
+    """Softmax probabilities of one uint8 batch, averaged over the TTA views, on the CPU (`model` in eval mode)."""
+    images = model_input(images, device, normalize)
+    return torch.stack([model(view).float().softmax(1) for view in tta_views(images, tta)]).mean(0).cpu()
+
+
 def predict_probs(model: torch.nn.Module, loader, device: torch.device, tta: TtaConfig | None = None,
                   normalize: Normalizer = None) -> np.ndarray:
     """Softmax probabilities for every item of `loader`, averaged over the TTA views."""
     model.eval()
-    out = []
-    for images, _ in loader:
-        images = model_input(images, device, normalize)
-        out.append(torch.stack([model(view).float().softmax(1) for view in tta_views(images, tta)]).mean(0).cpu())
+    out = [batch_probs(model, images, device, tta, normalize) for images, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 

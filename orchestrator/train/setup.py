@@ -8,6 +8,8 @@ is off or the disk could not hold it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import torch
 from orchestrator.config import TrialConfig
 from orchestrator.data import cache
 from orchestrator.data.dataset import ImageDataset
+from orchestrator.data.images import read_image
 from orchestrator.data.transforms import Normalize, build_transforms
 from orchestrator.storage import read_parquet
 from orchestrator.train.models import create_model, normalization
@@ -94,11 +97,27 @@ def node_caches(trial: TrialConfig, rows: pd.DataFrame, framing: cache.Framing) 
                                framing, max(1, int(trial.resources.cpus_per_worker)), progress=False)
 
 
+def eval_pipeline(trial: TrialConfig) -> tuple[Callable[[Any], np.ndarray], Any]:
+    """(read, transform) that frame one image (a path or a file object) as the trial's test predictions saw it.
+
+    With the cache on, those images came from `read_framed` (the cache's own decoder) and
+    the eval transform that follows it, so a served model uses the same two steps and
+    gives the same pixels; with it off, the plain decode and the whole eval transform.
+    """
+    framing = cache.framing_for(trial.data, trial.train.augment)
+    side = framing.side if framing is not None else None
+    _, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, invert=trial.data.invert, cached_side=side)
+    if framing is None:
+        return read_image, eval_tf
+    return functools.partial(cache.read_framed, framing=framing), eval_tf
+
+
 def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetup:
     """Everything a (config, fold) trial works on; `pretrained=False` skips the hub download (a checkpoint follows)."""
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
-    model = create_model(trial.model.name, trial.tables.num_classes,
-                         trial.model.pretrained if pretrained is None else pretrained, trial.model.drop_rate)
+    start_from = trial.model.pretrained or trial.model.checkpoint is not None  # a checkpoint file is pretrained weights
+    model = create_model(trial.model.name, trial.tables.num_classes, start_from if pretrained is None else pretrained,
+                         trial.model.drop_rate, trial.model.checkpoint)
     if trial.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     rows = read_parquet(trial.tables.folds_path)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import mlflow_runs, quickdraw_grid, run_cli, write_grid
+from tests.conftest import free_port, mlflow_runs, quickdraw_grid, run_cli, wait_for_http, write_grid
 
 TERMINAL = {"FINISHED", "KILLED"}
 
@@ -71,12 +69,6 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
     report_figure(f"trial fixed cost (launch -> first epoch report, minus that epoch): median {statistics.median(launch_costs):.1f} s")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def mlflow_server(tmp_path):
     """A real `mlflow server` on 127.0.0.1 with its own sqlite store and artifact root."""
@@ -89,14 +81,7 @@ def mlflow_server(tmp_path):
     )
     uri = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("mlflow server did not come up in 60 s")
+        wait_for_http(f"{uri}/health", "mlflow server")
         yield uri
     finally:
         server.terminate()

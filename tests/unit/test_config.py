@@ -135,3 +135,14 @@ def test_a_float_range_on_a_whole_number_key_is_refused_before_anything_runs(min
     minimal_grid["search"] = {"train.epochs": {"uniform": [2, 6]}}  # both ends are whole, a draw between is not
     with pytest.raises(InputError, match=r"search\.train\.epochs: the value 3\.48 is refused"):
         parse_grid(minimal_grid)
+
+
+def test_ensemble_register_is_the_yaml_key_and_survives_a_round_trip(minimal_grid):
+    minimal_grid["ensemble"] = {"register": False, "alias": "staging"}
+    grid = parse_grid(minimal_grid)
+    assert grid.ensemble.register_model is False and grid.ensemble.alias == "staging"
+    dumped = grid.model_dump(mode="json")
+    assert dumped["ensemble"]["register"] is False and parse_grid(dumped).ensemble == grid.ensemble
+    minimal_grid["ensemble"] = {"alias": "not an alias"}
+    with pytest.raises(InputError, match=r"ensemble\.alias"):
+        parse_grid(minimal_grid)

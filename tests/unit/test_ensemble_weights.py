@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from orchestrator.ensemble.weights import accuracy, blend, fit_weights, hill_climb, rank_transform
+from orchestrator.blend import blend
+from orchestrator.ensemble.weights import accuracy, fit_weights, hill_climb, rank_transform
 
 
 def noisy_members(seed=0, n=400, classes=5, members=4):

@@ -1,0 +1,161 @@
+"""`python -m orchestrator.predict MODEL INPUT --output preds.csv`: a logged ensemble on new images.
+
+MODEL: a grid.yaml (the model its ensemble job registered: models:/<name>@<ensemble.alias>,
+in the grid's tracking store), or an MLflow model URI (models:/name@alias, models:/name/3,
+runs:/<run id>/model) in --tracking-uri.
+INPUT: a folder of images (searched recursively), a CSV with an `image_path` column
+(relative to the CSV's folder), or a competition data root (sketch_csv: test.csv + test/;
+mask: eval/info.csv + eval/images/), for which `--format submission` writes the
+competition's submission file.
+
+Output rows: image_path (as INPUT names it), target, class_name, top1_class, top1_prob, ...
+The model is the same pyfunc that `mlflow models serve` serves (orchestrator/serve/model.py).
+`--address` shards the images over a Ray cluster's GPUs (or CPUs) and writes one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator.cli import EXIT_OK, main_guard, parse_override
+from orchestrator.errors import InputError
+
+CHUNK_BATCHES = 8  # images per model call = batch size x this: the progress bar moves per call
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a grid.yaml, or an MLflow model URI (models:/..., runs:/...)")
+    parser.add_argument("input", help="a folder of images, a CSV with image_path, or a competition data root")
+    parser.add_argument("--output", default="preds.csv", help="where the CSV goes (default: preds.csv)")
+    parser.add_argument("--format", choices=["rows", "submission"], default="rows",
+                        help="rows: one row per image with the top classes; submission: the competition's file")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:1 ...")
+    parser.add_argument("--workers", type=int, default=0, help="image decoding processes (0: in this one)")
+    parser.add_argument("--tracking-uri", default=None, help="for a model URI (default: MLFLOW_TRACKING_URI, else "
+                                                             "sqlite:///mlflow.db)")
+    parser.add_argument("--address", default=None,
+                        help="a Ray cluster (auto, host:port, local: a new one here): the images are split into one "
+                             "shard per GPU (else per CPU) and predicted in Ray tasks; every node must reach the images "
+                             "and the tracking store")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a grid key")
+    return parser.parse_args(argv)
+
+
+def resolve_model(model: str, tracking_uri: str | None, overrides: list[str]) -> tuple[str, str]:
+    """(model URI, tracking URI) for MODEL."""
+    import os
+
+    if model.endswith((".yaml", ".yml")):
+        from orchestrator.config import load_grid
+
+        grid = load_grid(model, [parse_override(s) for s in overrides])
+        return f"models:/{grid.name}@{grid.ensemble.alias}", grid.tracking.uri
+    if not model.startswith(("models:/", "runs:/")):
+        raise InputError(f"MODEL {model!r}: give a grid.yaml or an MLflow model URI (models:/name@alias, runs:/id/model)")
+    return model, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
+
+
+def load_model(uri: str, tracking_uri: str):
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        return mlflow.pyfunc.load_model(uri)
+    except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a missing model, alias or run
+        raise InputError(f"MODEL {uri} in {tracking_uri}: cannot load it ({str(err).splitlines()[0]}); run "
+                         f"`python -m orchestrator.ensemble grid.yaml` first, or check the URI") from None
+
+
+def predict_rows(model, rows, params: dict, batch_size: int):
+    """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from tqdm import tqdm
+
+    chunk = batch_size * CHUNK_BATCHES
+    parts = []
+    with tqdm(total=len(rows), unit="img", desc="predicting", file=sys.stderr) as bar:
+        for start in range(0, len(rows), chunk):
+            part = rows.iloc[start:start + chunk]
+            try:
+                parts.append(model.predict(pd.DataFrame({"image_path": part["image_path"].tolist()}), params=params))
+            except MlflowException as err:
+                raise InputError(f"{err.message} (rows {start}..{start + len(part) - 1} of this chunk)") from None
+            bar.update(len(part))
+    return pd.concat(parts, ignore_index=True)
+
+
+def predict_on_ray(address: str, uri: str, tracking_uri: str, rows, params: dict):
+    """The model's output for every row from Ray tasks, one shard each (rows in order); one GPU or CPU per task."""
+    import numpy as np
+    import pandas as pd
+    import ray
+    from tqdm import tqdm
+
+    ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
+    try:
+        totals = ray.cluster_resources()
+        gpu = totals.get("GPU", 0) >= 1 and params["device"] != "cpu"
+        slots = int(totals.get("GPU", 0)) if gpu else max(1, int(totals.get("CPU", 1)))
+        shards = np.array_split(rows["image_path"].to_numpy(), max(1, min(slots, len(rows) // params["batch_size"])))
+
+        @ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=1)
+        def shard(paths: list[str]) -> pd.DataFrame:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            return mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"image_path": paths}), params=params)
+
+        refs = [shard.remote(list(paths)) for paths in shards]
+        with tqdm(total=len(rows), unit="img", desc=f"predicting ({len(refs)} Ray tasks)", file=sys.stderr) as bar:
+            pending = {ref: len(paths) for ref, paths in zip(refs, shards)}
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                bar.update(pending.pop(done[0]))
+        return pd.concat(ray.get(refs), ignore_index=True)
+    finally:
+        ray.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import time
+
+    from orchestrator.serve.inputs import read_inputs
+
+    args = parse_args(argv)
+    inputs = read_inputs(args.input)
+    if args.format == "submission" and inputs.submission is None:
+        raise InputError(f"--format submission needs a competition data root (test.csv + test/, or eval/info.csv); "
+                         f"INPUT is a {inputs.kind}")
+    uri, tracking_uri = resolve_model(args.model, args.tracking_uri, args.set)
+    print(f"{len(inputs.rows)} images from {inputs.kind}; model {uri} ({tracking_uri})", file=sys.stderr, flush=True)
+    model = load_model(uri, tracking_uri)
+    params = {"topk": args.topk, "batch_size": args.batch_size, "device": args.device, "workers": args.workers}
+    if args.address:
+        device, start = f"Ray at {args.address}", time.monotonic()
+        out = predict_on_ray(args.address, uri, tracking_uri, inputs.rows, params)
+    else:
+        device = model.unwrap_python_model().ensemble(args.device).device  # the fold models load here, before the clock
+        start = time.monotonic()
+        out = predict_rows(model, inputs.rows, params, args.batch_size)
+    seconds = time.monotonic() - start
+    if args.format == "submission":
+        frame = inputs.submission(inputs.rows, out["target"].to_numpy(), list(model.metadata.metadata["classes"]))
+    else:
+        frame = out.copy()
+        frame.insert(0, "image_path", inputs.rows["rel_path"].to_numpy())
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(output, index=False)
+    print(f"{output}: {len(frame)} rows ({len(out) / max(seconds, 1e-9):.0f} img/s on {device})", file=sys.stderr)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main_guard(main))

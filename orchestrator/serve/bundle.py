@@ -1,0 +1,65 @@
+"""The ensemble as a folder of files: what the served model loads, and nothing it has to ask MLflow for.
+
+    ensemble.json                   classes, method, members (config_id, weight, fold trial keys)
+    <trial_key>/model.pt            a fold's best-epoch weights (a state_dict, loaded weights-only)
+    <trial_key>/trial_config.json   its resolved TrialConfig: model name, image size, framing, TTA
+
+Only members with a weight above zero are kept: the others would cost inference and
+change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from orchestrator.layout import RunFiles
+from orchestrator.train.checkpoint import MODEL_FILE
+
+SPEC = "ensemble.json"
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    config_id: str
+    weight: float
+    folds: list[str]  # trial keys: one folder each; the member's probabilities are their mean
+
+
+@dataclass(frozen=True)
+class EnsembleSpec:
+    classes: list[str]
+    method: str  # how the weights were fitted (rank: on ranks; served, they blend probabilities)
+    members: list[MemberSpec]
+
+    def save(self, folder: Path) -> None:
+        (folder / SPEC).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> EnsembleSpec:
+        raw = json.loads((folder / SPEC).read_text())
+        return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]])
+
+
+def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path) -> EnsembleSpec:
+    """Download every weighted member's fold checkpoints and configs from its MLflow runs into `folder`."""
+    kept = []
+    for member, weight in zip(members, weights):
+        if weight <= 0:
+            continue
+        keys = []
+        for run_id in member.run_ids:
+            key = tracker.client.get_run(run_id).data.tags["trial_key"]
+            target = folder / key
+            target.mkdir(parents=True)
+            for name in (f"{RunFiles.CHECKPOINT}/{MODEL_FILE}", RunFiles.TRIAL_CONFIG):
+                local = Path(tracker.client.download_artifacts(run_id, name, str(target)))
+                if local.parent != target:  # checkpoint/model.pt -> model.pt
+                    local.replace(target / local.name)
+                    local.parent.rmdir()
+            keys.append(key)
+        kept.append(MemberSpec(member.config_id, float(weight), keys))
+    spec = EnsembleSpec(list(classes), method, kept)
+    spec.save(folder)
+    return spec
