@@ -86,7 +86,7 @@ def predict_rows(model, rows, params: dict, batch_size: int):
             try:
                 parts.append(model.predict(pd.DataFrame({"image_path": part["image_path"].tolist()}), params=params))
             except MlflowException as err:
-                raise InputError(f"{err.message} (rows {start}..{start + len(part) - 1} of this chunk)") from None
+                raise InputError(f"{err.message} (row numbers count from image {start} of INPUT)") from None
             bar.update(len(part))
     return pd.concat(parts, ignore_index=True)
 
