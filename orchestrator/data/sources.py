@@ -57,7 +57,8 @@ def _classes_from(frame: pd.DataFrame, csv: Path) -> list[str]:
     return classes
 
 
-def _image_rows(frame: pd.DataFrame, base: Path, csv: Path, training: bool) -> pd.DataFrame:
+def image_rows(frame: pd.DataFrame, base: Path, csv: Path, training: bool) -> pd.DataFrame:
+    """(row_id, image_path: absolute, rel_path) for `frame`'s image_path column, each inside `base` and opened once."""
     rel = frame["image_path"].astype(str).tolist()
     paths = [safe_join(base, r, f"{csv} line {i + 2}") for i, r in enumerate(rel)]
     if training:
@@ -75,13 +76,13 @@ def load_sketch_csv(cfg) -> DataTables:
         raise InputError(f"data.root: {csv} not found (the sketch_csv layout needs train.csv and train/)")
     frame = read_csv(csv, {"image_path", "target"})
     classes = _classes_from(frame, csv)
-    train = _image_rows(frame, root / "train", csv, training=True)
+    train = image_rows(frame, root / "train", csv, training=True)
     train["target"] = frame["target"].to_numpy()
     train["group"] = frame["group"].astype(str).to_numpy() if "group" in frame.columns else None
     test = None
     if (root / "test.csv").is_file():
         test_csv = root / "test.csv"
-        test = _image_rows(read_csv(test_csv, {"image_path"}), root / "test", test_csv, training=False)
+        test = image_rows(read_csv(test_csv, {"image_path"}), root / "test", test_csv, training=False)
     return DataTables(train, test, classes)
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
+from orchestrator.data.images import IMAGE_SUFFIXES, check_images
 from orchestrator.data.mask import mask_submission
-from orchestrator.data.sources import images_under, sketch_submission
+from orchestrator.data.sources import image_rows, images_under, sketch_submission
 from orchestrator.data.tables import read_csv
 from orchestrator.errors import InputError
 
@@ -51,10 +51,8 @@ def read_inputs(path: str | Path) -> Inputs:
 
 
 def _csv_rows(csv: Path, base: Path, column: str = "image_path") -> pd.DataFrame:
-    rel = read_csv(csv, {column}, dtype=str)[column].tolist()
-    paths = [safe_join(base, r, f"{csv} line {i + 2}") for i, r in enumerate(rel)]
-    check_images(paths, lambda i: f"{csv} line {i + 2}")
-    return pd.DataFrame({"row_id": np.arange(len(paths)), "image_path": paths, "rel_path": rel})
+    frame = read_csv(csv, {column}, dtype=str)[[column]].rename(columns={column: "image_path"})
+    return image_rows(frame, base, csv, training=False)
 
 
 def _folder_rows(folder: Path) -> pd.DataFrame:
