@@ -72,13 +72,13 @@ def load_model(uri: str, tracking_uri: str):
                          f"`python -m orchestrator.ensemble grid.yaml` first, or check the URI") from None
 
 
-def predict_rows(model, rows, params: dict, batch_size: int):
+def predict_rows(model, rows, params: dict):
     """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from tqdm import tqdm
 
-    chunk = batch_size * CHUNK_BATCHES
+    chunk = params["batch_size"] * CHUNK_BATCHES
     parts = []
     with tqdm(total=len(rows), unit="img", desc="predicting", file=sys.stderr) as bar:
         for start in range(0, len(rows), chunk):
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = model.unwrap_python_model().ensemble(args.device).device  # the fold models load here, before the clock
         start = time.monotonic()
-        out = predict_rows(model, inputs.rows, params, args.batch_size)
+        out = predict_rows(model, inputs.rows, params)
     seconds = time.monotonic() - start
     if args.format == "submission":
         frame = inputs.submission(inputs.rows, out["target"].to_numpy(), list(model.metadata.metadata["classes"]))

@@ -22,11 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
-try:  # the pyfunc base class where MLflow is installed (serving, the ensemble job); a plain object elsewhere
-    from mlflow.pyfunc import PythonModel
-except ImportError:  # pragma: no cover - mlflow is a dependency of the package
-    PythonModel = object
+from mlflow.pyfunc import PythonModel
 
 DEFAULTS = {"topk": 5, "batch_size": 64, "device": "auto", "workers": 0}  # the params a call may set
 
