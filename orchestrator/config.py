@@ -283,6 +283,15 @@ class SearchAxis(Strict):
         return list(getattr(self, self.kind))
 
 
+class InsightConfig(Strict):
+    """What the driver makes of a finished grid's OOF predictions, per config (logged under its trials' runs)."""
+
+    gallery: int = Field(16, ge=0, le=64)  # the config's most confident OOF mistakes, as one image (0: none)
+    top_confusions: int = Field(20, ge=1, le=200)  # named (true, predicted) pairs in the table and its figure
+    gradcam_configs: int = Field(2, ge=0)  # the best configs whose mistakes get Grad-CAM overlays (0: none)
+    gradcam_images: int = Field(8, ge=1, le=32)
+
+
 class TtaConfig(Strict):
     """Test-time augmentation for OOF and test predictions: the mean of the views' probabilities."""
 
@@ -376,6 +385,7 @@ class GridConfig(Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
+    insight: InsightConfig = Field(default_factory=InsightConfig)
 
     @property
     def layout(self) -> GridLayout:

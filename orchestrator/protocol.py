@@ -16,6 +16,7 @@ from typing import Any
 # The two keys Ray's own components are told by name (both are fields of EpochReport):
 TIME_ATTR = "epoch"  # what schedulers count: the trial's own epoch, so a resumed trial keeps its rungs
 RANK_ATTR = "checkpoint_rank"  # what Ray Train keeps the best checkpoint by
+SYSTEM_PREFIX = "system/"  # MLflow's prefix of system metrics
 
 
 def metric(better: str | None = None) -> Any:
@@ -44,6 +45,8 @@ class EpochReport:
     worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)
     replay: bool = False  # a restored trial repeating its checkpoint's report (the driver may have missed it)
     predicted: bool = False  # a last report: the trial wrote its own OOF + test predictions first (GridLayout.predictions)
+    # the rank-0 worker's node during the epoch, by MLflow's system metric names without "system/" (train/system.py)
+    system: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
@@ -57,6 +60,10 @@ class EpochReport:
     def metrics(self) -> dict[str, float]:
         """The per-epoch metrics (what MLflow logs), without bookkeeping."""
         return {name: getattr(self, name) for name in self.metric_names()}
+
+    def system_metrics(self) -> dict[str, float]:
+        """The system samples under MLflow's own names (`system/...`: the run's System metrics tab)."""
+        return {f"{SYSTEM_PREFIX}{name}": value for name, value in self.system.items()}
 
     def as_result(self) -> dict[str, Any]:
         """The dict Ray Train and Tune carry (flags as 0/1 floats, which every Tune logger takes)."""
@@ -73,6 +80,9 @@ class EpochReport:
             values[name] = bool(values.get(name, False))
         for name in ("epoch", "best_epoch", "attempt"):
             values[name] = int(values.get(name, 0) or 0)
+        # Tune's loggers may hand the nested dict on flattened, with "/" between the parts
+        flat = {k.removeprefix(SYSTEM_PREFIX): v for k, v in result.items() if k.startswith(SYSTEM_PREFIX)}
+        values["system"] = dict(values.get("system") or flat)
         return cls(**values)
 
 

@@ -12,17 +12,38 @@ from orchestrator.search.plan import render_table, short_value
 
 
 class Progress:
-    """Plain lines (they read the same in a terminal, a log file and CI)."""
+    """One line per trial event (they read the same in a terminal, a log file and CI); in a terminal, also a
+    live line under them: trials done / running / paused / pending, the best score so far, the time left.
 
-    def __init__(self, total: int, metric: str, heartbeat_s: float = 30.0, stream=sys.stdout):
-        self.total, self.metric, self.heartbeat_s, self.stream = total, metric, heartbeat_s, stream
+    Out of a terminal a heartbeat line every `heartbeat_s` stands in for the live line. The time left is
+    tqdm's estimate from the trials done so far (early stops make it pessimistic at first).
+    """
+
+    def __init__(self, total: int, metric: str, mode: str = "max", heartbeat_s: float = 30.0, stream=sys.stdout,
+                 live: bool | None = None):
+        self.total, self.metric, self.mode, self.heartbeat_s, self.stream = total, metric, mode, heartbeat_s, stream
         self.start = self.last_line = time.monotonic()
         self.done = 0
+        self.best: float | None = None
+        self.bar = None
+        if stream.isatty() if live is None else live:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=stream, unit="trial", dynamic_ncols=True, mininterval=1.0,
+                            bar_format="trials {n_fmt}/{total_fmt} |{bar:16}| {elapsed} elapsed, ~{remaining} left | {postfix}")
 
     def _emit(self, text: str) -> None:
         elapsed = int(time.monotonic() - self.start)
-        print(f"[{elapsed // 60:3d}m{elapsed % 60:02d}s {self.done:>3}/{self.total}] {text}", file=self.stream, flush=True)
+        line = f"[{elapsed // 60:3d}m{elapsed % 60:02d}s {self.done:>3}/{self.total}] {text}"
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
         self.last_line = time.monotonic()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
     def trial_started(self, record) -> None:
         again = f" again after epoch {record.epochs} (from its checkpoint)" if record.epochs else ""
@@ -30,6 +51,9 @@ class Progress:
 
     def trial_result(self, record, report: EpochReport) -> None:
         """`epoch k/N`: N is the trial's own budget (train.epochs may be a search axis)."""
+        score = getattr(report, self.metric)
+        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
+            self.best = score
         self._emit(f"{record.key} {record.planned.config.model.name}: epoch {report.epoch}/{record.planned.config.train.epochs} "
                    f"{self.metric}={getattr(report, self.metric):.4f} train_loss={report.train_loss:.3f} "
                    f"({report.epoch_time_s:.1f}s, {report.images_per_s:.0f} img/s)")
@@ -46,24 +70,32 @@ class Progress:
 
     def trial_closed(self, record) -> None:
         self.done += record.status.terminal
+        if self.bar is not None:
+            self.bar.update(int(record.status.terminal))
         detail = f": {record.error.strip().splitlines()[-1][:200]}" if record.error else ""
         self._emit(f"{record.key}: {record.status}{detail}")
 
     def tick(self, records: Iterable[Any]) -> None:
-        if time.monotonic() - self.last_line < self.heartbeat_s:
-            return
+        """Tune's every step: the live line's counts, or (no terminal) the heartbeat when nothing was said for a while."""
         states = [r.status for r in records]
-        self._emit(" | ".join(f"{s.value.lower()} {states.count(s)}" for s in TrialStatus if states.count(s)))
+        counts = " | ".join(f"{s.value.lower()} {states.count(s)}" for s in TrialStatus if states.count(s))
+        if self.bar is not None:
+            best = "" if self.best is None else f" | best {self.metric} {self.best:.4f}"
+            self.bar.set_postfix_str(counts + best, refresh=False)
+            self.bar.update(0)  # redraws at most once per mininterval
+        elif time.monotonic() - self.last_line >= self.heartbeat_s:
+            self._emit(counts)
 
 
 def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[list[str]]]:
     records = list(records)
     axes = sorted({path for r in records for path in r.planned.searched})
-    header = ["config_id", "model", "fold", "status", "epochs", f"best {metric}"] + axes
+    header = ["config_id", "model", "fold", "status", "epochs", f"best {metric}", "wall_s", "cpu_hours", "gpu_hours"] + axes
     ordered = sorted(records, key=lambda r: (r.planned.config.config_id, r.planned.config.fold))
     rows = [[r.planned.config.config_id, r.planned.config.model.name, str(r.planned.config.fold),
              f"{r.status}" + (" (reused)" if r.reused else ""), str(r.epochs),
-             "-" if r.best is None else f"{r.best:.4f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]
+             "-" if r.best is None else f"{r.best:.4f}", f"{r.cost.wall_s:.1f}", f"{r.cost.cpu_hours:.5f}",
+             f"{r.cost.gpu_hours:.5f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]
     return header, rows
 
 

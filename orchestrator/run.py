@@ -61,14 +61,17 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.data.prepare import prepare_data, warm_caches
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
-    from orchestrator.report import Progress, summary_rows, summary_table
+    from orchestrator.report import Progress, summary_rows
     from orchestrator.search.plan import plan_trials, trial_count
     from orchestrator.search.preflight import check_shared_paths
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode, trial_slots
     from orchestrator.tracking.callback import TrackingCallback
+    from orchestrator.tracking.cost import total
+    from orchestrator.tracking.grid_run import close_parent, grid_datasets, open_parent
+    from orchestrator.tracking.leaderboard import leaderboard, render
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.predictions import PredictionTasks
-    from orchestrator.tracking.resume import open_parent, sort_out
+    from orchestrator.tracking.resume import sort_out
     from orchestrator.tracking.trial_runs import TrialRuns
     from orchestrator.tracking.trials import TrialBook
 
@@ -79,7 +82,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     plan = plan_trials(grid, prepared.trial_tables)
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     work = sort_out(grid, plan, tracker, resume)
-    parent_id = open_parent(grid, tracker, prepared, stamp, work, resume)
+    datasets = grid_datasets(grid, prepared.tables)
+    parent_id = open_parent(grid, tracker, prepared, stamp, work, resume, datasets)
     trials = trial_count(grid, work.to_run)
     print(f"{trials} trials to run ({len(work.reused)} reused from earlier runs, {len(work.continued)} continued); "
           f"MLflow experiment {grid.name!r} ({grid.tracking.uri}), parent run {parent_id}", flush=True)
@@ -91,8 +95,9 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     init_ray(address, verbose)
     book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
                      reused=[(p, work.prior[p.key]) for p in work.reused])
-    callback = TrackingCallback(book, TrialRuns(tracker, parent_id), PredictionTasks(predict_remote(grid.resources)),
-                                Progress(trials, grid.scheduler.metric))
+    runs = TrialRuns(tracker, parent_id, prepared.tables.classes, datasets, grid.insight.top_confusions)
+    progress = Progress(trials, grid.scheduler.metric, grid.scheduler.mode)
+    callback = TrackingCallback(book, runs, PredictionTasks(predict_remote(grid.resources)), progress)
     finished, timing = False, None
     try:
         if trials:
@@ -100,22 +105,24 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
                                 **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(grid.models) if m.checkpoint}})
             slots = trial_slots(grid)
             run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
-            timing = callback.account.summary(slots.count)
+            timing = callback.account.summary(slots.count), callback.account
+            analyse_configs(grid, book, tracker, prepared.tables)
         finished = True
     finally:
+        callback.progress.close()
         callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
         interrupted = book.with_status(TrialStatus.INTERRUPTED)
+        board, cost = leaderboard(book.records.values(), grid.scheduler.mode), total(r.cost for r in book.records.values())
         header, rows = summary_rows(book.records.values(), grid.scheduler.metric)
-        tracker.log_text(parent_id, "\n".join(",".join(r) for r in [header] + rows), RunFiles.SUMMARY)
-        if timing is not None:
-            log_timing(tracker, parent_id, timing, callback.account)
-        parent_status = TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED
-        tracker.end_run(parent_id, parent_status.mlflow_status)
-    print("\n" + summary_table(book.records.values(), grid.scheduler.metric))
+        close_parent(tracker, parent_id, grid, board, "\n".join(",".join(r) for r in [header] + rows), cost, timing,
+                     TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED)
+    print("\n" + render(board, grid.scheduler.metric))
+    print(f"\ncost: {cost.wall_s:.0f} s of trial time, {cost.render()} over {len(book.records)} trials "
+          f"(resources held x time; per config above, per trial in MLflow's cost_* metrics)")
     if timing is not None:
-        print("\n" + timing.render())
+        print("\n" + timing[0].render())
     failed = book.with_status(TrialStatus.FAILED)
-    print(f"\ncompare runs: {ui_command(grid.tracking.uri)}")
+    print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
     if interrupted:
         print(f"interrupted: {len(interrupted)} trial(s) did not end; `--resume` continues them from their checkpoints",
@@ -125,14 +132,19 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     return EXIT_ERROR if failed or interrupted else EXIT_OK
 
 
-def log_timing(tracker, parent_id: str, timing, account) -> None:
-    """Where the grid's time went, on the parent run: its figures as metrics, a table and a timeline plot."""
-    from orchestrator.layout import RunFiles
-    from orchestrator.tracking.plots import timeline_figure
+def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
+    """Per-class tables, mistakes, galleries and Grad-CAM of the configs trained here (tracking/config_insight.py)."""
+    from orchestrator.search.runner import explain_remote
+    from orchestrator.tracking.config_insight import ConfigInsight
+    from orchestrator.tracking.leaderboard import leaderboard
 
-    tracker.log_metrics(parent_id, timing.metrics(), step=0)
-    tracker.log_text(parent_id, timing.render(), RunFiles.TIME)
-    tracker.log_figure(parent_id, timeline_figure(account), RunFiles.TIMELINE)
+    ranked = list(leaderboard(book.records.values(), grid.scheduler.mode)["config_id"])
+    print(f"insight: per-class tables, mistakes and galleries of {len(ranked)} config(s), Grad-CAM of the best "
+          f"{min(grid.insight.gradcam_configs, len(ranked))} ...", flush=True)
+    explain = explain_remote(grid.resources) if grid.insight.gradcam_configs else None
+    insight = ConfigInsight(tracker, tables.classes, tables.train, grid.insight, explain)
+    for note in insight.run(list(book.records.values()), ranked, grid.scheduler.mode):
+        print(f"insight: {note}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

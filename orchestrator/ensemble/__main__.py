@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
     published = _publish(grid, tracker, run_id, chosen, weights, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
-    print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri)}")
+    print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
           f"{args.grid} IMAGES --output preds.csv")
     return EXIT_OK

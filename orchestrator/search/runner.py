@@ -108,6 +108,23 @@ def predict_remote(res: ResourcesConfig):
     return predict.remote
 
 
+def explain_remote(res: ResourcesConfig):
+    """A Ray task (one worker's resources) that draws Grad-CAM overlays of a trial's best checkpoint (train/explain.py)."""
+    import ray
+
+    @ray.remote(num_cpus=res.cpus_per_worker, num_gpus=res.gpus_per_worker, max_retries=0)
+    def explain(trial_config: dict[str, Any], checkpoint_path: str, paths: list[str], classes: list[int]) -> list[Any]:
+        import ray.train
+
+        from orchestrator.config import TrialConfig
+        from orchestrator.train.explain import gradcam_overlays
+
+        with ray.train.Checkpoint(checkpoint_path).as_directory() as folder:
+            return gradcam_overlays(TrialConfig.model_validate(trial_config), folder, paths, classes)
+
+    return explain.remote
+
+
 @dataclass(frozen=True)
 class Slots:
     count: int  # trials at once

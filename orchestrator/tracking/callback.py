@@ -18,6 +18,7 @@ from ray.tune.experiment import Trial
 
 from orchestrator.protocol import EpochReport
 from orchestrator.search.schedulers import tune_trial_key
+from orchestrator.tracking.cost import trial_cost
 from orchestrator.tracking.predictions import PredictionTasks
 from orchestrator.tracking.time_account import TimeAccount
 from orchestrator.tracking.trial_runs import TrialRuns
@@ -106,20 +107,25 @@ class TrackingCallback(Callback):
         self.collect_predictions(wait=False)
         self.progress.tick(self.book.records.values())
 
-    @timed
     def on_experiment_end(self, trials, **info):
-        self.collect_predictions(wait=True)
+        ready = self.predictions.ready(wait=True)  # waiting for the last tasks is not the driver's work
+        with self.account.in_driver():
+            self._log_predictions(ready)
 
     # -------------------------------------------------------------- driver
 
     def interrupt_open_runs(self) -> None:
         """The driver is going down: open runs end KILLED, tagged INTERRUPTED (`--resume` continues them)."""
         for record in self.book.interrupt():
+            self._charge(record)
             self.runs.interrupt(record)
 
     def collect_predictions(self, wait: bool) -> None:
         """Log every finished prediction task; with wait=True, all of them."""
-        for record, frames, error, seconds in self.predictions.ready(wait):
+        self._log_predictions(self.predictions.ready(wait))
+
+    def _log_predictions(self, ready: list) -> None:
+        for record, frames, error, seconds in ready:
             self.account.prediction_ran(record.key, seconds)
             try:
                 if error is not None:
@@ -131,8 +137,14 @@ class TrackingCallback(Callback):
             self._close(record)
 
     def _close(self, record: TrialRecord) -> None:
+        self._charge(record)
         self.runs.close(record)
         self.progress.trial_closed(record)
+
+    def _charge(self, record: TrialRecord) -> None:
+        """Add what the trial held in this invocation to its cost (once: as its run closes)."""
+        held, predicted = self.account.seconds_of(record.key)
+        record.cost = record.cost + trial_cost(held, predicted, record.planned.config.resources)
 
     def _record(self, trial: Any) -> TrialRecord:
         return self.book.record(tune_trial_key(trial), trial.config["trial"])

@@ -10,10 +10,11 @@ plans the same identity, the run decides what happens to it:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.protocol import TrialStatus
+from orchestrator.tracking.cost import Cost
 from orchestrator.tracking.mlflow_store import Tracker
 
 
@@ -25,6 +26,7 @@ class PriorTrial:
     best: float | None
     predictions: bool
     nodes: tuple[str, ...] = ()  # the run's `nodes` tag: where it ran so far
+    cost: Cost = field(default_factory=Cost)  # the run's `cost_*` metrics: what it cost so far
 
     @property
     def ended(self) -> bool:
@@ -40,7 +42,8 @@ def prior_trials(tracker: Tracker, metric: str) -> dict[str, PriorTrial]:
             continue
         found[tags["trial_key"]] = PriorTrial(run.info.run_id, TrialStatus(tags.get("status", TrialStatus.RUNNING)), int(tags.get("epochs", 0) or 0),
                                               run.data.metrics.get(f"best_{metric}"), tags.get("predictions") == "true",
-                                              tuple(filter(None, tags.get("nodes", "").split(","))))
+                                              tuple(filter(None, tags.get("nodes", "").split(","))),
+                                              Cost.from_metrics(run.data.metrics))
     return found
 
 

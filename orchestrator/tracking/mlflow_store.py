@@ -21,6 +21,10 @@ from orchestrator.protocol import TrialStatus
 
 ROLE = "orchestrator.role"  # tag: grid | trial | ensemble
 PARENT = "mlflow.parentRunId"  # MLflow's own tag: nests children under the parent in the UI
+NOTE = "mlflow.note.content"  # MLflow's own tag: the run's markdown description
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens it on the runs
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+SEARCH_PREFIX = "search."  # a trial's searched values as params: what compare views should list
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -43,10 +47,18 @@ def default_artifact_root(uri: str) -> str | None:
     return None  # a tracking server decides (proxied artifacts)
 
 
-def ui_command(uri: str) -> str:
+def runs_page(base: str, experiment_id: str) -> str:
+    """The experiment's runs table in MLflow's UI. MLflow 3.17's UI opens every experiment in its global
+    "GenAI" mode (traces) unless told otherwise, whatever its `mlflow.experimentKind`; the link says
+    "model training" (the UI then remembers it)."""
+    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def ui_command(uri: str, experiment_id: str) -> str:
     if uri.startswith(("http://", "https://")):
-        return f"open {uri} (the MLflow server)"
-    return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+        return f"open {runs_page(uri, experiment_id)} (the MLflow server)"
+    return (f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1, then open "
+            f"{runs_page('http://127.0.0.1:5000', experiment_id)}")
 
 
 class Tracker:
@@ -64,6 +76,8 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = found.experiment_id
+        if found is None or found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+            self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
 
     # ------------------------------------------------------------------ runs
 
@@ -101,6 +115,15 @@ class Tracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
+    def describe(self, run_id: str, markdown: str) -> None:
+        """The run's description (the markdown MLflow shows on the run page and as the runs table's tooltip)."""
+        self.client.set_tag(run_id, NOTE, markdown)
+
+    def log_datasets(self, run_id: str, datasets: list[Any]) -> None:
+        """Dataset inputs (`dataset_input`) of a run: what the UI's Datasets column shows."""
+        if datasets:
+            self.client.log_inputs(run_id, datasets=datasets)
+
     # ------------------------------------------------------------- artifacts
 
     def log_file(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
@@ -119,6 +142,16 @@ class Tracker:
 
     def log_figure(self, run_id: str, figure: Any, name: str) -> None:
         self.client.log_figure(run_id, figure, name)
+
+    def log_table(self, run_id: str, frame: pd.DataFrame, name: str) -> None:
+        """A table artifact in MLflow's own format (`log_table`'s JSON: columns + data), rewritten if it exists.
+
+        (MlflowClient.log_table appends to an existing file; a rerun must replace it.)
+        """
+        self.log_text(run_id, frame.to_json(orient="split", index=False), name)
+        logged = json.loads(self.client.get_run(run_id).data.tags.get("mlflow.loggedArtifacts", "[]"))
+        if not any(entry.get("path") == name for entry in logged):  # the UI lists tables it finds here
+            self.client.set_tag(run_id, "mlflow.loggedArtifacts", json.dumps(logged + [{"path": name, "type": "table"}]))
 
     def load_frame(self, run_id: str, name: str) -> pd.DataFrame:
         from mlflow.artifacts import download_artifacts
@@ -149,6 +182,19 @@ class Tracker:
             token = page.token
             if not token:
                 return
+
+
+def dataset_input(frame: pd.DataFrame, name: str, source: str, context: str) -> Any:
+    """`frame` as an MLflow dataset input (schema, row count and digest; the rows stay at `source`)."""
+    import warnings
+
+    import mlflow.data
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # its hints on integer columns and ambiguous sources are for model signatures
+        warnings.simplefilter("ignore")
+        dataset = mlflow.data.from_pandas(frame, source=source, name=name, targets="target" if "target" in frame else None)
+        return DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
 
 
 def environment_tags() -> dict[str, str]:

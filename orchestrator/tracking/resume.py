@@ -10,21 +10,16 @@ and hands the search what it needs (the trials to run, fold_asha's seeds).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from typing import Any
-
-import yaml
 
 from orchestrator.config import GridConfig
 from orchestrator.errors import InputError
-from orchestrator.layout import RunFiles
 from orchestrator.protocol import TrialStatus
 from orchestrator.search.fold_rungs import FoldSeed
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.storage import remove_tree
-from orchestrator.tracking.history import PriorTrial, latest_grid_run, metric_history, prior_trials
-from orchestrator.tracking.mlflow_store import Tracker, environment_tags
+from orchestrator.tracking.history import PriorTrial, metric_history, prior_trials
+from orchestrator.tracking.mlflow_store import Tracker
 
 
 @dataclass
@@ -67,23 +62,3 @@ def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resum
 def _as_logged(tracker: Tracker, old: PriorTrial, metric: str) -> PriorTrial:
     """An unfinished run's epochs as its metric history has them (its `epochs` tag is written only at its end)."""
     return dataclasses.replace(old, epochs=max(metric_history(tracker, old.run_id, metric), default=0))
-
-
-def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, work: Work, resume: bool) -> str:
-    """--resume: the grid's last parent run, reopened; otherwise a new one with the grid and data tables."""
-    if resume:
-        last = latest_grid_run(tracker)
-        if last is None:
-            raise InputError(f"--resume: grid {grid.name!r} has no earlier run in {grid.tracking.uri}; "
-                             f"run it without --resume")
-        tracker.reopen_run(last.info.run_id, {"resumed": stamp})
-        return last.info.run_id
-    total = len(work.to_run) + len(work.reused)
-    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(total), "reused": str(len(work.reused)),
-                                                                 **environment_tags()})
-    tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), RunFiles.GRID)
-    tables = prepared.tables
-    tracker.log_frames(parent_id, {"folds": tables.train, **({"test": tables.test} if tables.test is not None else {})},
-                       RunFiles.DATA)
-    tracker.log_text(parent_id, json.dumps(tables.classes), RunFiles.CLASSES)
-    return parent_id

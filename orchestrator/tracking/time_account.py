@@ -117,6 +117,12 @@ class TimeAccount:
             now = self.clock()
             self.predictions.append((key, now - seconds, now))
 
+    def seconds_of(self, key: str) -> tuple[float, float]:
+        """(the trial's seconds in slots so far, its prediction tasks' seconds): what it held resources for."""
+        now = self.clock()
+        held = sum((s.end if s.end is not None else now) - s.start for s in self.stretches if s.key == key)
+        return held, sum(end - start for k, start, end in self.predictions if k == key)
+
     @contextmanager
     def in_driver(self):
         start = self.clock()

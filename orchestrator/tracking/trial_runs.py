@@ -11,30 +11,36 @@ from typing import Any
 
 from orchestrator.layout import RunFiles
 from orchestrator.protocol import EpochReport, TrialStatus
-from orchestrator.tracking.mlflow_store import Tracker, environment_tags, flatten
+from orchestrator.tracking.mlflow_store import SEARCH_PREFIX, Tracker, environment_tags, flatten
 from orchestrator.tracking.trials import TrialRecord
 
 
 class TrialRuns:
-    def __init__(self, tracker: Tracker, parent_id: str):
-        self.tracker, self.parent_id = tracker, parent_id
+    def __init__(self, tracker: Tracker, parent_id: str, classes: list[str], datasets: list[Any] = (), top_pairs: int = 20):
+        """`classes`: names by target index; `datasets`: the grid's dataset inputs (`dataset_input`), logged to every
+        trial's run; `top_pairs`: confused pairs a figure shows where a matrix has too many classes to name."""
+        self.tracker, self.parent_id, self.classes, self.datasets = tracker, parent_id, classes, list(datasets)
+        self.top_pairs = top_pairs
 
     def open(self, record: TrialRecord) -> None:
-        """A new child run under the grid's parent: identity tags, the resolved config as params and as a file."""
+        """A new child run under the grid's parent: identity tags, the searched values and the model as params
+        (what compare views should list: every other setting is the grid's, on the parent), the resolved
+        config as a file, the data as its dataset input."""
         cfg = record.planned.config
         record.run_id = self.tracker.start_run(
             cfg.trial_key, "trial", parent_id=self.parent_id,
             tags={"config_id": cfg.config_id, "fold": str(cfg.fold), "model": cfg.model.name,
                   "trial_key": cfg.trial_key, "status": str(TrialStatus.RUNNING), **environment_tags()},
         )
-        self.tracker.log_params(record.run_id, flatten(cfg.model_dump(mode="json", exclude={"tables", "storage"})))
+        self.tracker.log_params(record.run_id, searched_params(record))
         self.tracker.log_text(record.run_id, json.dumps(cfg.model_dump(mode="json"), indent=2), RunFiles.TRIAL_CONFIG)
+        self.tracker.log_datasets(record.run_id, self.datasets)
 
     def reopen(self, record: TrialRecord) -> None:
         self.tracker.reopen_run(record.run_id, {"status": str(TrialStatus.RUNNING)})
 
     def log_epoch(self, record: TrialRecord, report: EpochReport) -> None:
-        self.tracker.log_metrics(record.run_id, report.metrics(), step=report.epoch)
+        self.tracker.log_metrics(record.run_id, {**report.metrics(), **report.system_metrics()}, step=report.epoch)
 
     def tag_retries(self, record: TrialRecord) -> None:
         self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})
@@ -46,25 +52,49 @@ class TrialRuns:
         self.tracker.log_text(record.run_id, record.error or "", RunFiles.ERROR)
 
     def log_predictions(self, record: TrialRecord, frames: dict[str, Any]) -> None:
-        """OOF (+ test) frames, their OOF scores, a confusion matrix and the best checkpoint's weights."""
+        """OOF (+ test) frames, their OOF scores, the fold's confusion matrix (named) and the best checkpoint's weights."""
+        from orchestrator.tracking.insight import confused_pairs, probabilities
         from orchestrator.tracking.plots import confusion_figure
 
         self.tracker.log_metrics(record.run_id, frames.pop("metrics", {}), step=record.epochs)
         self.tracker.log_frames(record.run_id, frames)
-        self.tracker.log_figure(record.run_id, confusion_figure(frames["oof"]), RunFiles.CONFUSION)
+        oof = frames["oof"]
+        targets, predicted = oof["target"].to_numpy(), probabilities(oof).argmax(1)
+        pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
+        self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
+                                                                f"{record.key} OOF"), RunFiles.CONFUSION)
         self.tracker.log_file(record.run_id, _local_model_file(record.best_checkpoint), RunFiles.CHECKPOINT)
         record.predictions = True
 
     def close(self, record: TrialRecord) -> None:
         """End the run with the record's status, epochs and best score."""
         tags = {"status": str(record.status), "epochs": str(record.epochs), "predictions": str(record.predictions).lower()}
-        if record.best is not None:
-            self.tracker.log_metrics(record.run_id, {f"best_{record.planned.config.scheduler.metric}": record.best},
-                                     step=record.epochs)
+        best = {} if record.best is None else {f"best_{record.planned.config.scheduler.metric}": record.best}
+        self.tracker.log_metrics(record.run_id, {**best, **record.cost.metrics()}, step=record.epochs)
+        self.tracker.describe(record.run_id, trial_note(record))
         self.tracker.end_run(record.run_id, record.status.mlflow_status, tags)
 
     def interrupt(self, record: TrialRecord) -> None:
+        self.tracker.log_metrics(record.run_id, record.cost.metrics(), step=record.epochs)
         self.tracker.end_run(record.run_id, record.status.mlflow_status, {"status": str(record.status), "epochs": str(record.epochs)})
+
+
+def trial_note(record: TrialRecord) -> str:
+    """The run's description: what it is, how it ended, what it cost."""
+    cfg = record.planned.config
+    searched = ", ".join(f"`{path}` = {value}" for path, value in record.planned.searched.items()) or "no searched values"
+    best = "no score" if record.best is None else f"best {cfg.scheduler.metric} {record.best:.4f}"
+    how = {TrialStatus.FINISHED: "ran to its end", TrialStatus.KILLED: "stopped early by the scheduler"}.get(
+        record.status, str(record.status))
+    return (f"**{cfg.model.name}**, fold {cfg.fold} of config `{cfg.config_id}` ({searched}).\n\n"
+            f"{how} after {record.epochs} epoch(s); {best}; {record.cost.wall_s:.0f} s, {record.cost.render()}."
+            + (f"\n\nError: `{record.error.strip().splitlines()[-1][:300]}`" if record.error else ""))
+
+
+def searched_params(record: TrialRecord) -> dict[str, str]:
+    """`search.<path>` for each searched value, and `model` (a grid's models are an axis of its own)."""
+    values = {f"{SEARCH_PREFIX}{path}": value for path, value in record.planned.searched.items()}
+    return {"model": record.planned.config.model.name, **flatten(values)}
 
 
 def _local_model_file(checkpoint_path: str) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from orchestrator.config import TrialConfig, lookup
 from orchestrator.protocol import EpochReport, TrialStatus
 from orchestrator.search.plan import PlannedTrial
+from orchestrator.tracking.cost import Cost
 from orchestrator.tracking.history import PriorTrial
 
 
@@ -31,6 +32,7 @@ class TrialRecord:
     retries: int = 0
     nodes: list[str] = field(default_factory=list)  # where its rank-0 worker ran, in order (a retry may move it)
     reused: bool = False  # ended in an earlier invocation; not trained in this one
+    cost: Cost = field(default_factory=Cost)  # what its run holds: earlier invocations' cost, plus this one's once it ends
 
     @property
     def key(self) -> str:
@@ -55,10 +57,11 @@ class TrialBook:
         self.axes = list(axes)
         self.records = {p.key: TrialRecord(p) for p in plan}
         for key, old in (continued or {}).items():  # its run's history goes on after the last epoch it holds
-            self.records[key].run_id, self.records[key].epochs, self.records[key].nodes = old.run_id, old.epochs, list(old.nodes)
+            record = self.records[key]
+            record.run_id, record.epochs, record.nodes, record.cost = old.run_id, old.epochs, list(old.nodes), old.cost
         for p, old in reused:
             self.records[p.key] = TrialRecord(p, old.run_id, old.status, old.epochs, old.best, predictions=old.predictions,
-                                              reused=True)
+                                              reused=True, cost=old.cost)
 
     def record(self, key: str, trial_config: dict) -> TrialRecord:
         """The record of a trial; one proposed during the run by a searcher is added."""

@@ -9,6 +9,7 @@ the loop runs (Ray Train workers, or the Tune trial's own process) is the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -186,6 +187,13 @@ def train_worker(config: dict[str, Any]) -> None:
 
 def run_loop(trial: TrialConfig, session: Session) -> None:
     """Train the trial's fold epoch by epoch from its latest checkpoint, reporting each epoch to `session`."""
+    from orchestrator.train.system import SystemSampler
+
+    with SystemSampler() if session.rank == 0 else contextlib.nullcontext() as sampler:
+        _run_epochs(trial, session, sampler)
+
+
+def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     cfg = trial.train
     seed_everything(trial.seed * 1000 + trial.fold)
     device = cuda_device()
@@ -217,7 +225,8 @@ def run_loop(trial: TrialConfig, session: Session) -> None:
             epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
             epoch_time_s=time.perf_counter() - start, images_per_s=seen * session.world / max(train_time, 1e-9),
             checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
-            best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted)
+            best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted,
+            system=sampler.take() if sampler is not None else {})
         report(session, epoch_report, model, parts, progress)
         if done:
             return

@@ -37,14 +37,30 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
         assert child.info.status in TERMINAL and child.data.tags["status"] == child.info.status
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
         assert {"config_id", "fold", "model"} <= set(child.data.tags)
-        assert child.data.params["train.optimizer.lr"] == "0.003"
+        assert child.data.params == {"model": child.data.tags["model"]}  # no search axes: the grid's settings are the parent's
+        assert child.data.tags["mlflow.note.content"].startswith(f"**{child.data.tags['model']}**, fold")
+        inputs = {d.dataset.name for d in client.get_run(child.info.run_id).inputs.dataset_inputs}
+        assert inputs == {"quickdraw-e2e-train", "quickdraw-e2e-test"}  # the Datasets column
         history = client.get_metric_history(child.info.run_id, "val_acc")
         assert len(history) == int(child.data.tags["epochs"]) >= 1
         assert {"train_loss", "val_loss", "val_f1", "lr", "epoch_time_s", "images_per_s"} <= set(child.data.metrics)
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
         assert {"oof.parquet", "test.parquet", "checkpoint", "trial_config.json", "confusion_matrix.png"} <= artifacts
-    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
-    assert {"grid.yaml", "data", "summary.csv"} <= parent_artifacts
+        insight = {a.path for a in client.list_artifacts(child.info.run_id, "insight")}
+        assert {"insight/per_class.json", "insight/mistakes.txt", "insight/confusion.png", "insight/gallery.png"} <= insight
+        assert "system/cpu_utilization_percentage" in child.data.metrics  # the System metrics tab
+        assert child.data.metrics["cost_cpu_hours"] > 0
+    gradcam = [c for c in children if "insight/gradcam.png" in {a.path for a in client.list_artifacts(c.info.run_id, "insight")}]
+    assert {c.data.tags["config_id"] for c in gradcam} == {c.data.tags["config_id"] for c in children}  # the 2 best: both
+    parent = parents[0]
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"grid.yaml", "data", "summary.csv", "leaderboard.csv"} <= parent_artifacts
+    assert parent.data.params["train.optimizer.lr"] == "0.003"
+    assert client.get_experiment(parent.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "**Best config:**" in parent.data.tags["mlflow.note.content"]
+    for unit in ("cpu_hours", "wall_s"):  # the grid's cost is its trials' cost
+        assert parent.data.metrics[f"cost_{unit}"] == pytest.approx(sum(c.data.metrics[f"cost_{unit}"] for c in children))
+    assert "mean val_acc" in result.stdout and "cost: " in result.stdout  # the leaderboard and the cost, printed
 
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr
@@ -111,7 +127,7 @@ def test_asha_stops_never_block_later_trials_with_mlflow_server(tmp_path, quickd
 
     children = [r for r in mlflow_runs(mlflow_server, "asha-server") if r.data.tags["orchestrator.role"] == "trial"]
     assert len(children) == 3 and all(c.info.status in TERMINAL for c in children)
-    by_lr = {c.data.params["train.optimizer.lr"]: c for c in children}
+    by_lr = {c.data.params["search.train.optimizer.lr"]: c for c in children}
     stopped = by_lr["1e-09"]
     assert stopped.info.status == "KILLED" and stopped.data.tags["epochs"] == "2"
     assert by_lr["0.003"].info.status == "FINISHED"
@@ -156,7 +172,7 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
     result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
     assert result.returncode == 1 and "1 trial(s) FAILED" in result.stderr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    children = {r.data.params["train.optimizer.lr"]: r for r in mlflow_runs(uri, "failing")
+    children = {r.data.params["search.train.optimizer.lr"]: r for r in mlflow_runs(uri, "failing")
                 if r.data.tags["orchestrator.role"] == "trial"}
     assert children["10000000000.0"].info.status == "FAILED"
     assert children["0.001"].info.status == "FINISHED"
@@ -178,11 +194,13 @@ def test_mixup_ema_tta_trial_logs_their_metrics(tmp_path, quickdraw_root, report
     grid["data"]["folds"]["use"] = [0]
     result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    (child,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "recipes") if r.data.tags["orchestrator.role"] == "trial"]
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "recipes")
+    (child,) = [r for r in runs if r.data.tags["orchestrator.role"] == "trial"]
+    (parent,) = [r for r in runs if r.data.tags["orchestrator.role"] == "grid"]
     assert child.info.status == "FINISHED"
     metrics = child.data.metrics
     assert {"oof_acc", "oof_acc_tta", "oof_f1", "oof_f1_tta"} <= set(metrics)
-    assert child.data.params["train.ema.decay"] == "0.99" and child.data.params["train.mix.cutmix_alpha"] == "1.0"
+    assert parent.data.params["train.ema.decay"] == "0.99" and parent.data.params["train.mix.cutmix_alpha"] == "1.0"
     report_figure(f"mixup+cutmix+EMA+TTA trial (resnet10t, 3 epochs): OOF acc {metrics['oof_acc']:.4f} plain, "
                   f"{metrics['oof_acc_tta']:.4f} with TTA (hflip x scales 1.0, 1.1)")
 
@@ -222,5 +240,5 @@ def test_optuna_searcher_proposes_configs_that_train_every_fold(tmp_path, quickd
     by_config: dict[str, set] = {}
     for child in children:
         by_config.setdefault(child.data.tags["config_id"], set()).add(child.data.tags["fold"])
-        assert 3.0e-4 <= float(child.data.params["train.optimizer.lr"]) <= 3.0e-3
+        assert 3.0e-4 <= float(child.data.params["search.train.optimizer.lr"]) <= 3.0e-3
     assert list(by_config.values()) == [{"0", "1"}, {"0", "1"}]

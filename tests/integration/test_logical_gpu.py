@@ -33,7 +33,8 @@ def test_two_trials_share_one_logical_gpu_and_train_on_the_cpu(tmp_path, quickdr
         assert len(runs) == 2
         for run in runs:
             assert run.info.status == "FINISHED" and run.data.tags["predictions"] == "true"
-            assert run.data.params["resources.gpus_per_worker"] == "0.5"
+            held = run.data.metrics  # each trial held half a GPU for as long as it ran
+            assert held["cost_gpu_hours"] == pytest.approx(held["cost_wall_s"] * 0.5 / 3600)
         first, second = sorted(runs, key=lambda r: r.info.start_time)
         assert second.info.start_time < first.info.end_time  # both held half of the one GPU at once
     finally:

@@ -101,6 +101,44 @@ def test_the_progress_line_counts_epochs_against_each_trials_own_budget(plan):
     assert any("epoch 1/2 " in line for line in lines) and any("epoch 1/4 " in line for line in lines)
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_in_a_terminal_a_live_line_counts_trials_and_keeps_the_best_score(plan):
+    stream = Terminal()
+    progress = Progress(len(plan), "val_acc", mode="max", stream=stream)
+    book = TrialBook(plan)
+    first, second = (book.records[p.key] for p in plan[:2])
+    book.start(first)
+    progress.trial_result(first, EpochReport(epoch=1, val_acc=0.9, train_loss=1.0))
+    progress.trial_result(first, EpochReport(epoch=2, val_acc=0.7, train_loss=1.0))
+    first.status = TrialStatus.FINISHED
+    progress.trial_closed(first)
+    book.start(second)
+    progress.bar.mininterval = 0  # (redrawn at most once a second otherwise)
+    progress.tick(book.records.values())
+    progress.close()
+    out = stream.getvalue()
+    assert f"trials 1/{len(plan)}" in out and "best val_acc 0.9000" in out  # the best so far, not the latest
+    assert "running 1" in out and "finished 1" in out and "left" in out
+    assert "epoch 2/" in out  # the event lines still come, above the live line
+    plain = io.StringIO()
+    quiet = Progress(len(plan), "val_acc", stream=plain, heartbeat_s=0)
+    quiet.tick(book.records.values())
+    assert quiet.bar is None and plain.getvalue().count("\n") == 1 and "\r" not in plain.getvalue()  # a log: a heartbeat line
+
+
+def test_system_samples_travel_in_the_report_and_log_under_mlflows_names():
+    report_ = EpochReport(epoch=1, system={"cpu_utilization_percentage": 50.0})
+    assert EpochReport.from_result(report_.as_result()) == report_
+    flattened = {"epoch": 1, "system/cpu_utilization_percentage": 50.0}  # what a Tune logger may hand on
+    assert EpochReport.from_result(flattened).system == {"cpu_utilization_percentage": 50.0}
+    assert report_.system_metrics() == {"system/cpu_utilization_percentage": 50.0}
+    assert "system" not in EpochReport.metric_names()
+
+
 def test_the_epoch_report_round_trips_through_a_tune_result():
     original = EpochReport(epoch=3, train_loss=0.5, val_acc=0.75, trial_done=True, best_epoch=2, best_score=0.8,
                            attempt=1, worker_node="10.0.0.1/abcd")
