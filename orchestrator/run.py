@@ -138,6 +138,7 @@ def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
     from orchestrator.tracking.config_insight import ConfigInsight
     from orchestrator.tracking.leaderboard import leaderboard
 
+    start = time.monotonic()
     ranked = list(leaderboard(book.records.values(), grid.scheduler.mode)["config_id"])
     print(f"insight: per-class tables, mistakes and galleries of {len(ranked)} config(s), Grad-CAM of the best "
           f"{min(grid.insight.gradcam_configs, len(ranked))} ...", flush=True)
@@ -145,6 +146,7 @@ def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
     insight = ConfigInsight(tracker, tables.classes, tables.train, grid.insight, explain)
     for note in insight.run(list(book.records.values()), ranked, grid.scheduler.mode):
         print(f"insight: {note}", flush=True)
+    print(f"insight: done in {time.monotonic() - start:.0f} s (under each config's runs: insight/)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
     from orchestrator.search.plan import render_table
+    from orchestrator.tracking.config_insight import ClassReport
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.plots import correlation_figure
 
@@ -68,7 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nensemble ({cfg.method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {ensemble_score:.4f} "
           f"(best member {scores[order[0]]:.4f}, {len(rows)} OOF rows)")
 
+    classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
     run_id = tracker.start_run("ensemble", "ensemble", tags={"method": cfg.method})
+    ClassReport.of(y, blend(inputs, weights).argmax(1), classes, grid.insight.top_confusions,
+                   f"ensemble of {len(chosen)} configs, OOF ({len(rows)} rows)", "ensemble").log(tracker, run_id)
     tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": cfg.method,
                                 "weights": json.dumps([round(float(w), 4) for w in weights]), "top_k": str(cfg.top_k)})
     tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": ensemble_score, f"best_member_oof_{metric}": scores[order[0]]}, step=0)
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         flat = np.stack([p.ravel() for p in inputs])
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
-    classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
+    output = None
     if any(m.test is None for m in chosen):
         print("no test predictions (the data source has no test set): no submission written")
     else:
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         predicted = blend(tests, weights).argmax(1)
         test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
         submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
-        output = Path(cfg.output)
+        output = Path(cfg.output).resolve()
         output.parent.mkdir(parents=True, exist_ok=True)
         submission.to_csv(output, index=False)
         with tempfile.TemporaryDirectory() as folder:
@@ -100,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
     published = _publish(grid, tracker, run_id, chosen, weights, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
+    _update_grid_run(tracker, grid, {m.config_id: float(w) for m, w in zip(chosen, weights)},
+                     f"**Ensemble** ({cfg.method}, run `{run_id}`): OOF {metric} {ensemble_score:.4f} (best member "
+                     f"{scores[order[0]]:.4f}); submission `{output or 'none (no test set)'}`; model "
+                     f"`{published.registered or published.model_uri}`.")
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
           f"{args.grid} IMAGES --output preds.csv")
@@ -119,6 +127,23 @@ def _publish(grid, tracker, run_id: str, chosen, weights: np.ndarray, classes: l
         print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} fold models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
+
+
+def _update_grid_run(tracker, grid, weights: dict[str, float], line: str) -> None:
+    """The grid's latest parent run: its leaderboard gets the members' weights, its description the ensemble."""
+    from orchestrator.layout import RunFiles
+    from orchestrator.tracking.leaderboard import read_csv, render
+
+    parent = tracker.runs("grid")[0]
+    try:
+        board = read_csv(tracker.load_text(parent.info.run_id, RunFiles.LEADERBOARD))
+    except Exception:  # noqa: BLE001 - a grid run by an older version has none
+        return
+    board["weight"] = board["config_id"].map(weights)
+    tracker.log_text(parent.info.run_id, board.to_csv(index=False), RunFiles.LEADERBOARD)
+    note = parent.data.tags.get("mlflow.note.content", "").split("\n\n**Ensemble**")[0]
+    tracker.describe(parent.info.run_id, f"{note}\n\n{line}")
+    print("\n" + render(board, grid.scheduler.metric))
 
 
 def _holdout_accuracy(root: Path, test_table, predicted: np.ndarray) -> float | None:

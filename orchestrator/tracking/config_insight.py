@@ -15,6 +15,7 @@ from __future__ import annotations
 import traceback
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,28 @@ from orchestrator.tracking.mlflow_store import Tracker
 from orchestrator.tracking.trials import TrialRecord
 
 THUMBNAIL = 160  # px: the gallery's images, downsized (the figure, not the data)
+
+
+@dataclass(frozen=True)
+class ClassReport:
+    """Per-class table, the mistakes page and the confusion figure of one set of OOF predictions."""
+
+    table: pd.DataFrame
+    page: str
+    figure: Any
+
+    @classmethod
+    def of(cls, targets: np.ndarray, predicted: np.ndarray, classes: list[str], top: int, title: str,
+           short_title: str) -> ClassReport:
+        table = insight.per_class(targets, predicted, classes)
+        pairs = insight.confused_pairs(targets, predicted, classes, top)
+        return cls(table, insight.mistakes_text(title, table, pairs),
+                   plots.confusion_figure(targets, predicted, classes, pairs, short_title))
+
+    def log(self, tracker: Tracker, run_id: str) -> None:
+        tracker.log_table(run_id, self.table, RunFiles.PER_CLASS)
+        tracker.log_text(run_id, self.page, RunFiles.MISTAKES)
+        tracker.log_figure(run_id, self.figure, RunFiles.CONFIG_CONFUSION)
 
 
 class ConfigInsight:
@@ -62,17 +85,12 @@ class ConfigInsight:
         folds = [r for r in group if r.predictions and r.run_id]
         oof = pd.concat([self.tracker.load_frame(r.run_id, RunFiles.OOF) for r in folds], ignore_index=True)
         targets, predicted = oof["target"].to_numpy(), insight.probabilities(oof).argmax(1)
-        table = insight.per_class(targets, predicted, self.classes)
-        pairs = insight.confused_pairs(targets, predicted, self.classes, self.cfg.top_confusions)
         title = (f"config {cid} ({group[0].planned.config.model.name}), OOF over folds "
                  f"{sorted(r.planned.config.fold for r in folds)} ({len(oof)} rows)")
-        page = insight.mistakes_text(title, table, pairs)
-        confusion = plots.confusion_figure(targets, predicted, self.classes, pairs, f"config {cid}")
+        report = ClassReport.of(targets, predicted, self.classes, self.cfg.top_confusions, title, f"config {cid}")
         gallery = self._gallery(oof, cid) if self.cfg.gallery else None
         for record in (r for r in group if r.run_id):
-            self.tracker.log_table(record.run_id, table, RunFiles.PER_CLASS)
-            self.tracker.log_text(record.run_id, page, RunFiles.MISTAKES)
-            self.tracker.log_figure(record.run_id, confusion, RunFiles.CONFIG_CONFUSION)
+            report.log(self.tracker, record.run_id)
             if gallery is not None:
                 self.tracker.log_figure(record.run_id, gallery, RunFiles.GALLERY)
 

@@ -47,6 +47,18 @@ def _row(group: list[TrialRecord], folds: list[int], axes: list[str]) -> dict:
             "wall_s": cost.wall_s, "cpu_hours": cost.cpu_hours, "gpu_hours": cost.gpu_hours}
 
 
+def read_csv(text: str) -> pd.DataFrame:
+    """A leaderboard as `leaderboard.csv` holds it (config ids and searched values stay text)."""
+    import io
+
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    numeric = [c for c in frame.columns if c.startswith("fold_") or c in ("mean", "std", "weight", *COST_COLUMNS)]
+    for column in numeric:
+        frame[column] = pd.to_numeric(frame[column].replace("", np.nan))
+    frame["rank"] = frame["rank"].astype(int)
+    return frame
+
+
 def render(frame: pd.DataFrame, metric: str) -> str:
     """The leaderboard as the plain table the end of a run prints."""
     header = [_title(c, metric) for c in frame.columns]
