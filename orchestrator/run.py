@@ -117,8 +117,10 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
         close_parent(tracker, parent_id, grid, board, "\n".join(",".join(r) for r in [header] + rows), cost, timing,
                      TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED)
     print("\n" + render(board, grid.scheduler.metric))
+    reused = sum(r.reused for r in book.records.values())
     print(f"\ncost: {cost.wall_s:.0f} s of trial time, {cost.render()} over {len(book.records)} trials "
-          f"(resources held x time; per config above, per trial in MLflow's cost_* metrics)")
+          f"(resources held x time; per config above, per trial in MLflow's cost_* metrics"
+          + (f"; the {reused} reused trials count what their earlier runs cost)" if reused else ")"))
     if timing is not None:
         print("\n" + timing[0].render())
     failed = book.with_status(TrialStatus.FAILED)

@@ -54,10 +54,10 @@ class ClassReport:
 
 class ConfigInsight:
     def __init__(self, tracker: Tracker, classes: list[str], train_rows: pd.DataFrame, cfg: InsightConfig,
-                 explain: Callable[..., Any] | None = None):
+                 explain: Callable[..., Any] | None = None, fetch: Callable[[Any], Any] | None = None):
         """`train_rows`: the train table (row_id, image_path); `explain(trial config dict, checkpoint, paths,
-        classes)`: a Ray object ref of Grad-CAM overlays (None: no Grad-CAM)."""
-        self.tracker, self.classes, self.cfg, self.explain = tracker, classes, cfg, explain
+        classes)`: a Ray object ref of Grad-CAM overlays (None: no Grad-CAM); `fetch`: ref -> value (ray.get)."""
+        self.tracker, self.classes, self.cfg, self.explain, self.fetch = tracker, classes, cfg, explain, fetch
         self.paths = train_rows.set_index("row_id")["image_path"]
 
     def run(self, records: list[TrialRecord], ranked: list[str], mode: str) -> list[str]:
@@ -127,10 +127,12 @@ class ConfigInsight:
             return None
 
     def _log_cam(self, cid: str, group: list[TrialRecord], record: TrialRecord, mistakes: pd.DataFrame, ref: Any) -> list[str]:
-        import ray
+        if self.fetch is None:
+            import ray
 
+            self.fetch = ray.get
         try:
-            overlays = ray.get(ref)
+            overlays = self.fetch(ref)
         except Exception as err:  # noqa: BLE001 - e.g. CamUnsupported: a model Grad-CAM cannot explain
             cause = getattr(err, "cause", None) or err
             return [(f"Grad-CAM skipped for config {cid} ({record.planned.config.model.name}): "

@@ -20,7 +20,7 @@ TERMINAL = {"FINISHED", "KILLED"}
 def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_figure):
     from mlflow.tracking import MlflowClient
 
-    grid_file = write_grid(tmp_path, quickdraw_grid(quickdraw_root, "quickdraw-e2e", insight={"gradcam_configs": 2}))
+    grid_file = write_grid(tmp_path, quickdraw_grid(quickdraw_root, "quickdraw-e2e", insight={"gradcam_configs": 2, "gallery": 16}))
     started = time.monotonic()
     result = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
     grid_seconds = time.monotonic() - started

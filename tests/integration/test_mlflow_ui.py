@@ -139,8 +139,10 @@ def test_the_mlflow_ui_shows_training_runs_insight_and_searched_params(mlflow_ui
         page.screenshot(path=str(shots / "runs.png"))
 
         child = children[0]
-        # (clicking through keeps the link's "model training" mode; a typed URL says it again)
-        page.goto(f"{base}/#/experiments/{child.info.experiment_id}/runs/{child.info.run_id}/artifacts?{MODE}")
+        page.get_by_role("link", name=child.info.run_name, exact=True).click()  # as a person would: click through
+        page.wait_for_url(re.compile(child.info.run_id))
+        page.get_by_text("Artifacts", exact=True).first.click()
+        page.locator('[data-testid="artifact-tree-node"][artifact-name="insight"]').wait_for()
         page.locator('[data-testid="artifact-tree-node"][artifact-name="insight"]').click()
         page.locator('[data-testid="artifact-tree-node"][artifact-name="gallery.png"]').wait_for()
         page.locator('[data-testid="artifact-tree-node"][artifact-name="per_class.json"]').click()
@@ -151,7 +153,7 @@ def test_the_mlflow_ui_shows_training_runs_insight_and_searched_params(mlflow_ui
         page.screenshot(path=str(shots / "gallery.png"))
         page.get_by_text("System metrics", exact=True).first.click()  # sampled on the trial's worker, logged by the driver
         page.get_by_text(re.compile("cpu_utilization_percentage")).first.wait_for()
-        page.wait_for_load_state("networkidle")  # the charts' data
+        page.locator(".js-plotly-plot").first.wait_for()  # a chart drawn (the tab polls: the network never idles)
         page.screenshot(path=str(shots / "system_metrics.png"))
 
         query = urllib.parse.urlencode({"runs": json.dumps([c.info.run_id for c in children]),
