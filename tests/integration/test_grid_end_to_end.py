@@ -211,7 +211,7 @@ def test_mask_grid_to_submission(tmp_path, mask_root):
     grid = {"name": "mask", "data": {"source": "mask", "root": str(mask_root), "image_size": 16,
                                      "folds": {"n_splits": 3, "use": [0]}},
             "models": [{"name": "test_resnet"}], "train": {"epochs": 1, "batch_size": 8},
-            "scheduler": {"kind": "fifo", "mode": "max"}}
+            "scheduler": {"kind": "fifo", "mode": "max"}, "insight": {"gradcam_configs": 0, "gallery": 0}}
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
     (child,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask") if r.data.tags["orchestrator.role"] == "trial"]
