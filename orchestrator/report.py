@@ -30,7 +30,7 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, file=stream, unit="trial", dynamic_ncols=True, mininterval=1.0,
-                            bar_format="trials {n_fmt}/{total_fmt} |{bar:16}| {elapsed} elapsed, ~{remaining} left | {postfix}")
+                            bar_format="trials {n_fmt}/{total_fmt} |{bar:16}| {elapsed} elapsed, ~{remaining} left{postfix}")
 
     def _emit(self, text: str) -> None:
         elapsed = int(time.monotonic() - self.start)
