@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterable
@@ -29,7 +30,8 @@ class Progress:
         if stream.isatty() if live is None else live:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, file=stream, unit="trial", dynamic_ncols=True, mininterval=1.0,
+            # miniters=0: redraw on time alone (tqdm's own miniters would stop the ticks' redraws after a trial ends)
+            self.bar = tqdm(total=total, file=stream, unit="trial", dynamic_ncols=True, mininterval=1.0, miniters=0,
                             bar_format="trials {n_fmt}/{total_fmt} |{bar:16}| {elapsed} elapsed, ~{remaining} left{postfix}")
 
     def _emit(self, text: str) -> None:
@@ -52,7 +54,8 @@ class Progress:
     def trial_result(self, record, report: EpochReport) -> None:
         """`epoch k/N`: N is the trial's own budget (train.epochs may be a search axis)."""
         score = getattr(report, self.metric)
-        if self.best is None or (score > self.best if self.mode == "max" else score < self.best):
+        better = self.best is None or (score > self.best if self.mode == "max" else score < self.best)
+        if math.isfinite(score) and better:  # a NaN score would stick: every comparison with it is false
             self.best = score
         self._emit(f"{record.key} {record.planned.config.model.name}: epoch {report.epoch}/{record.planned.config.train.epochs} "
                    f"{self.metric}={getattr(report, self.metric):.4f} train_loss={report.train_loss:.3f} "
@@ -77,7 +80,7 @@ class Progress:
 
     def tick(self, records: Iterable[Any]) -> None:
         """Tune's every step: the live line's counts, or (no terminal) the heartbeat when nothing was said for a while."""
-        states = [r.status for r in records]
+        states = [r.status for r in records if not r.reused]  # this run's trials (the bar counts them too)
         counts = " | ".join(f"{s.value.lower()} {states.count(s)}" for s in TrialStatus if states.count(s))
         if self.bar is not None:
             best = "" if self.best is None else f" | best {self.metric} {self.best:.4f}"

@@ -106,6 +106,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             slots = trial_slots(grid)
             run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
             timing = callback.account.summary(slots.count), callback.account
+            progress.close()
             analyse_configs(grid, book, tracker, prepared.tables)
         finished = True
     finally:
@@ -140,13 +141,19 @@ def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
     from orchestrator.tracking.config_insight import ConfigInsight
     from orchestrator.tracking.leaderboard import leaderboard
 
+    if any(r.status.open and r.run_id for r in book.records.values()):
+        return  # Ctrl-C: Tune returned with trials still open; the insight can wait for --resume
     start = time.monotonic()
     ranked = list(leaderboard(book.records.values(), grid.scheduler.mode)["config_id"])
     print(f"insight: per-class tables, mistakes and galleries of {len(ranked)} config(s), Grad-CAM of the best "
           f"{min(grid.insight.gradcam_configs, len(ranked))} ...", flush=True)
     explain = explain_remote(grid.resources) if grid.insight.gradcam_configs else None
     insight = ConfigInsight(tracker, tables.classes, tables.train, grid.insight, explain)
-    for note in insight.run(list(book.records.values()), ranked, grid.scheduler.mode):
+    try:
+        notes = insight.run(list(book.records.values()), ranked, grid.scheduler.mode)
+    except Exception as err:  # noqa: BLE001 - a view on the results never fails the grid that made them
+        notes = [f"stopped: {type(err).__name__}: {err}"]
+    for note in notes:
         print(f"insight: {note}", flush=True)
     print(f"insight: done in {time.monotonic() - start:.0f} s (under each config's runs: insight/)", flush=True)
 

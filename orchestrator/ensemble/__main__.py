@@ -137,12 +137,13 @@ def _update_grid_run(tracker, grid, weights: dict[str, float], line: str) -> Non
     parent = tracker.runs("grid")[0]
     try:
         board = read_csv(tracker.load_text(parent.info.run_id, RunFiles.LEADERBOARD))
-    except Exception:  # noqa: BLE001 - a grid run by an older version has none
+        board["weight"] = board["config_id"].map(weights)
+        tracker.log_text(parent.info.run_id, board.to_csv(index=False), RunFiles.LEADERBOARD)
+        note = parent.data.tags.get("mlflow.note.content", "").split("\n\n**Ensemble**")[0]
+        tracker.describe(parent.info.run_id, f"{note}\n\n{line}")
+    except Exception as err:  # noqa: BLE001 - a grid run by an older version has none; the ensemble itself is done
+        print(f"the grid run's leaderboard was not updated: {err}")
         return
-    board["weight"] = board["config_id"].map(weights)
-    tracker.log_text(parent.info.run_id, board.to_csv(index=False), RunFiles.LEADERBOARD)
-    note = parent.data.tags.get("mlflow.note.content", "").split("\n\n**Ensemble**")[0]
-    tracker.describe(parent.info.run_id, f"{note}\n\n{line}")
     print("\n" + render(board, grid.scheduler.metric))
 
 

@@ -28,6 +28,7 @@ from orchestrator.tracking.mlflow_store import Tracker
 from orchestrator.tracking.trials import TrialRecord
 
 THUMBNAIL = 160  # px: the gallery's images, downsized (the figure, not the data)
+CAM_TIMEOUT_S = 600  # a Grad-CAM task that cannot get a worker (a cluster that shrank) must not hold the grid's end
 
 
 @dataclass(frozen=True)
@@ -88,11 +89,12 @@ class ConfigInsight:
         title = (f"config {cid} ({group[0].planned.config.model.name}), OOF over folds "
                  f"{sorted(r.planned.config.fold for r in folds)} ({len(oof)} rows)")
         report = ClassReport.of(targets, predicted, self.classes, self.cfg.top_confusions, title, f"config {cid}")
-        gallery = self._gallery(oof, cid) if self.cfg.gallery else None
-        for record in (r for r in group if r.run_id):
-            report.log(self.tracker, record.run_id)
-            if gallery is not None:
-                self.tracker.log_figure(record.run_id, gallery, RunFiles.GALLERY)
+        runs = [r.run_id for r in group if r.run_id]
+        for run_id in runs:
+            report.log(self.tracker, run_id)
+        gallery = self._gallery(oof, cid) if self.cfg.gallery else None  # after the report: an unreadable image costs only this
+        for run_id in runs if gallery is not None else ():
+            self.tracker.log_figure(run_id, gallery, RunFiles.GALLERY)
 
     def _gallery(self, oof: pd.DataFrame, cid: str) -> Any:
         worst = insight.worst_mistakes(oof, self.cfg.gallery)
@@ -128,19 +130,22 @@ class ConfigInsight:
 
     def _log_cam(self, cid: str, group: list[TrialRecord], record: TrialRecord, mistakes: pd.DataFrame, ref: Any) -> list[str]:
         if self.fetch is None:
+            import functools
+
             import ray
 
-            self.fetch = ray.get
+            self.fetch = functools.partial(ray.get, timeout=CAM_TIMEOUT_S)
         try:
             overlays = self.fetch(ref)
+            figure = plots.gallery_figure(overlays, self._captions(mistakes),
+                                          f"config {cid}, fold {record.planned.config.fold}: Grad-CAM of the predicted class")
+            for run in (r for r in group if r.run_id):
+                self.tracker.log_figure(run.run_id, figure, RunFiles.GRADCAM)
         except Exception as err:  # noqa: BLE001 - e.g. CamUnsupported: a model Grad-CAM cannot explain
             cause = getattr(err, "cause", None) or err
+            text = str(cause).strip().splitlines()
             return [(f"Grad-CAM skipped for config {cid} ({record.planned.config.model.name}): "
-                    f"{type(cause).__name__}: {str(cause).strip().splitlines()[-1][:300]}")]
-        figure = plots.gallery_figure(overlays, self._captions(mistakes),
-                                      f"config {cid}, fold {record.planned.config.fold}: Grad-CAM of the predicted class")
-        for run in (r for r in group if r.run_id):
-            self.tracker.log_figure(run.run_id, figure, RunFiles.GRADCAM)
+                     f"{type(cause).__name__}: {text[-1][:300] if text else ''}")]
         return []
 
 

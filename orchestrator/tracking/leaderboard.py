@@ -3,6 +3,7 @@ ensemble weight (filled in by the ensemble job, which rewrites it on the grid's 
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 
@@ -24,7 +25,9 @@ def leaderboard(records: Iterable[TrialRecord], mode: str) -> pd.DataFrame:
     folds = sorted({r.planned.config.fold for group in configs.values() for r in group})
     axes = sorted({path for group in configs.values() for r in group for path in r.planned.searched})
     rows = [_row(sorted(group, key=lambda r: r.planned.config.fold), folds, axes) for group in configs.values()]
-    frame = pd.DataFrame(rows)
+    # no trial at all (a searcher's run stopped before its first): still the columns
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["config_id", "model", "mean", "std", "epochs", "status",
+                                                                  *COST_COLUMNS])
     frame = frame.sort_values("mean", ascending=mode == "min", na_position="last", kind="stable").reset_index(drop=True)
     frame.insert(0, "rank", range(1, len(frame) + 1))
     frame["weight"] = np.nan
@@ -33,7 +36,7 @@ def leaderboard(records: Iterable[TrialRecord], mode: str) -> pd.DataFrame:
 
 def _row(group: list[TrialRecord], folds: list[int], axes: list[str]) -> dict:
     first = group[0].planned
-    scores = {r.planned.config.fold: r.best for r in group}
+    scores = {r.planned.config.fold: r.best if r.best is not None and math.isfinite(r.best) else None for r in group}
     values = [s for s in scores.values() if s is not None]
     cost = total(r.cost for r in group)
     statuses = Counter(str(r.status) for r in group)

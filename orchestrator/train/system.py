@@ -23,12 +23,32 @@ def _monitors() -> list[Any]:
     except ImportError:
         return found
     try:
+        import logging
+
         from mlflow.system_metrics.metrics.gpu_monitor import GPUMonitor
 
-        found.append(GPUMonitor())
+        # it warns on every sample where NVML lacks a reading (power on some GPUs, MIG): once a second per trial
+        logging.getLogger(GPUMonitor.__module__).setLevel(logging.ERROR)
+        found.append(_own_gpus(GPUMonitor()))
     except Exception:  # noqa: BLE001 - no nvidia-ml-py, or no GPU (NVML's own errors): CPU only
         pass
     return found
+
+
+def _own_gpus(monitor: Any) -> Any:
+    """Only the GPUs this process was given (Ray sets CUDA_VISIBLE_DEVICES), numbered as the trial sees them
+    (gpu_0 = its cuda:0): NVML itself counts every GPU of the node."""
+    import os
+
+    if "CUDA_VISIBLE_DEVICES" not in os.environ:
+        return monitor
+    visible = [v.strip() for v in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if v.strip()]
+    if all(v.isdigit() for v in visible):  # (UUIDs: left as NVML counts them)
+        import pynvml
+
+        monitor.gpu_handles = [pynvml.nvmlDeviceGetHandleByIndex(int(v)) for v in visible]
+        monitor.num_gpus = len(visible)
+    return monitor
 
 
 class SystemSampler:

@@ -70,3 +70,13 @@ def test_the_leaderboard_ranks_configs_by_their_mean_fold_score_and_sums_their_c
     text = render(board, "val_acc")
     assert "mean val_acc" in text and "f0" in text and text.count("\n") == 3
     assert markdown(board, "val_acc", top=1).endswith("(1 more configs in `leaderboard.csv`)")
+
+
+def test_a_nan_fold_score_counts_as_missing_and_no_trials_still_make_a_board(book):
+    record = next(r for r in book.records.values() if r.best == 0.5)
+    record.best = float("nan")  # a diverged fold
+    board = leaderboard(book.records.values(), mode="max")
+    assert board.iloc[1]["mean"] == 0.7  # its other fold, not NaN (which would rank it last)
+    empty = leaderboard([], mode="max")  # a searcher's run stopped before its first trial
+    assert len(empty) == 0 and {"config_id", "mean", "weight"} <= set(empty.columns)
+    assert "mean val_acc" in render(empty, "val_acc")

@@ -124,6 +124,27 @@ def test_in_a_terminal_a_live_line_counts_trials_and_keeps_the_best_score(plan):
     assert f"trials 1/{len(plan)}" in out and "best val_acc 0.9000" in out  # the best so far, not the latest
     assert "running 1" in out and "finished 1" in out and "left" in out
     assert "epoch 2/" in out  # the event lines still come, above the live line
+
+
+def test_the_live_line_keeps_redrawing_after_a_trial_ends_and_ignores_a_nan_score(plan):
+    stream = Terminal()
+    progress = Progress(len(plan), "val_acc", stream=stream)
+    progress.bar.mininterval = 0
+    book = TrialBook(plan)
+    first = book.records[plan[0].key]
+    progress.trial_result(first, EpochReport(epoch=1, val_acc=float("nan"), train_loss=1.0))
+    progress.trial_result(first, EpochReport(epoch=2, val_acc=0.6, train_loss=1.0))
+    first.status = TrialStatus.FINISHED
+    progress.trial_closed(first)
+    book.start(book.records[plan[1].key])
+    before = stream.getvalue()
+    progress.tick(book.records.values())
+    assert "running 1" in stream.getvalue()[len(before):]  # a tick after a trial ended still redraws the line
+    assert "best val_acc 0.6000" in stream.getvalue()  # the NaN did not stick as the best
+
+
+def test_off_a_terminal_the_tick_is_a_heartbeat_line(plan):
+    book = TrialBook(plan)
     plain = io.StringIO()
     quiet = Progress(len(plan), "val_acc", stream=plain, heartbeat_s=0)
     quiet.tick(book.records.values())
