@@ -106,11 +106,11 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             slots = trial_slots(grid)
             run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
             timing = callback.account.summary(slots.count), callback.account
-            progress.close()
+            progress.close()  # the insight's lines go below the live line, not over it
             analyse_configs(grid, book, tracker, prepared.tables)
         finished = True
     finally:
-        callback.progress.close()
+        progress.close()  # (again: a no-op when it closed above)
         callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
         interrupted = book.with_status(TrialStatus.INTERRUPTED)
         board, cost = leaderboard(book.records.values(), grid.scheduler.mode), total(r.cost for r in book.records.values())
