@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.protocol import TrialStatus
     from orchestrator.search.plan import render_table
     from orchestrator.tracking.config_insight import ClassReport
+    from orchestrator.tracking.history import latest_grid_run
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.plots import correlation_figure
 
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nensemble ({cfg.method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {ensemble_score:.4f} "
           f"(best member {scores[order[0]]:.4f}, {len(rows)} OOF rows)")
 
-    classes = json.loads(tracker.load_text(tracker.runs("grid")[0].info.run_id, RunFiles.CLASSES))
+    grid_run = latest_grid_run(tracker)
+    classes = json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.CLASSES))
     run_id = tracker.start_run("ensemble", "ensemble", tags={"method": cfg.method})
     ClassReport.of(y, blend(inputs, weights).argmax(1), classes, grid.insight.top_confusions,
                    f"ensemble of {len(chosen)} configs, OOF ({len(rows)} rows)", "ensemble").log(tracker, run_id)
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
     published = _publish(grid, tracker, run_id, chosen, weights, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
-    _update_grid_run(tracker, grid, {m.config_id: float(w) for m, w in zip(chosen, weights)},
+    _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(chosen, weights)},
                      f"**Ensemble** ({cfg.method}, run `{run_id}`): OOF {metric} {ensemble_score:.4f} (best member "
                      f"{scores[order[0]]:.4f}); submission `{output or 'none (no test set)'}`; model "
                      f"`{published.registered or published.model_uri}`.")
@@ -129,12 +131,11 @@ def _publish(grid, tracker, run_id: str, chosen, weights: np.ndarray, classes: l
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
 
 
-def _update_grid_run(tracker, grid, weights: dict[str, float], line: str) -> None:
+def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str) -> None:
     """The grid's latest parent run: its leaderboard gets the members' weights, its description the ensemble."""
     from orchestrator.layout import RunFiles
     from orchestrator.tracking.leaderboard import read_csv, render
 
-    parent = tracker.runs("grid")[0]
     try:
         board = read_csv(tracker.load_text(parent.info.run_id, RunFiles.LEADERBOARD))
         board["weight"] = board["config_id"].map(weights)

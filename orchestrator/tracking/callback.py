@@ -104,7 +104,7 @@ class TrackingCallback(Callback):
         self.book.paused(paused)
         for key in paused:
             self.account.left(key)
-        self.collect_predictions(wait=False)
+        self.collect_predictions()
         self.progress.tick(self.book.records.values())
 
     def on_experiment_end(self, trials, **info):
@@ -120,9 +120,9 @@ class TrackingCallback(Callback):
             self._charge(record)
             self.runs.interrupt(record)
 
-    def collect_predictions(self, wait: bool) -> None:
-        """Log every finished prediction task; with wait=True, all of them."""
-        self._log_predictions(self.predictions.ready(wait))
+    def collect_predictions(self) -> None:
+        """Log every prediction task that has finished (on_experiment_end waits for the rest)."""
+        self._log_predictions(self.predictions.ready(wait=False))
 
     def _log_predictions(self, ready: list) -> None:
         for record, frames, error, seconds in ready:

@@ -60,6 +60,7 @@ class ConfigInsight:
         classes)`: a Ray object ref of Grad-CAM overlays (None: no Grad-CAM); `fetch`: ref -> value (ray.get)."""
         self.tracker, self.classes, self.cfg, self.explain, self.fetch = tracker, classes, cfg, explain, fetch
         self.paths = train_rows.set_index("row_id")["image_path"]
+        self.frames: dict[str, pd.DataFrame] = {}  # run id -> its OOF frame, downloaded once
 
     def run(self, records: list[TrialRecord], ranked: list[str], mode: str) -> list[str]:
         """Analyse the configs of `records` that trained here (best first, as `ranked` orders config ids);
@@ -84,8 +85,8 @@ class ConfigInsight:
 
     def _analyse(self, cid: str, group: list[TrialRecord]) -> None:
         folds = [r for r in group if r.predictions and r.run_id]
-        oof = pd.concat([self.tracker.load_frame(r.run_id, RunFiles.OOF) for r in folds], ignore_index=True)
-        targets, predicted = oof["target"].to_numpy(), insight.probabilities(oof).argmax(1)
+        oof = pd.concat([self._oof(r.run_id) for r in folds], ignore_index=True)
+        targets, predicted = insight.outcomes(oof)
         title = (f"config {cid} ({group[0].planned.config.model.name}), OOF over folds "
                  f"{sorted(r.planned.config.fold for r in folds)} ({len(oof)} rows)")
         report = ClassReport.of(targets, predicted, self.classes, self.cfg.top_confusions, title, f"config {cid}")
@@ -95,6 +96,11 @@ class ConfigInsight:
         gallery = self._gallery(oof, cid) if self.cfg.gallery else None  # after the report: an unreadable image costs only this
         for run_id in runs if gallery is not None else ():
             self.tracker.log_figure(run_id, gallery, RunFiles.GALLERY)
+
+    def _oof(self, run_id: str) -> pd.DataFrame:
+        if run_id not in self.frames:
+            self.frames[run_id] = self.tracker.load_frame(run_id, RunFiles.OOF)
+        return self.frames[run_id]
 
     def _gallery(self, oof: pd.DataFrame, cid: str) -> Any:
         worst = insight.worst_mistakes(oof, self.cfg.gallery)
@@ -116,8 +122,7 @@ class ConfigInsight:
             return None
         record = (max if mode == "max" else min)(scored, key=lambda r: r.best)
         try:
-            oof = self.tracker.load_frame(record.run_id, RunFiles.OOF)
-            mistakes = insight.worst_mistakes(oof, self.cfg.gradcam_images)
+            mistakes = insight.worst_mistakes(self._oof(record.run_id), self.cfg.gradcam_images)
             if mistakes.empty:
                 return None
             paths = [str(self.paths[row]) for row in mistakes["row_id"]]

@@ -17,6 +17,11 @@ def probabilities(oof: pd.DataFrame) -> np.ndarray:
     return oof.filter(like="prob_").to_numpy()
 
 
+def outcomes(oof: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, predicted classes) of an OOF frame."""
+    return oof["target"].to_numpy(), probabilities(oof).argmax(1)
+
+
 def per_class(targets: np.ndarray, predicted: np.ndarray, classes: list[str]) -> pd.DataFrame:
     """One row per class, in class order: precision, recall, F1, support, and what it is most often mistaken for."""
     from sklearn.metrics import precision_recall_fscore_support

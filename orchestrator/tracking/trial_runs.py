@@ -53,13 +53,12 @@ class TrialRuns:
 
     def log_predictions(self, record: TrialRecord, frames: dict[str, Any]) -> None:
         """OOF (+ test) frames, their OOF scores, the fold's confusion matrix (named) and the best checkpoint's weights."""
-        from orchestrator.tracking.insight import confused_pairs, probabilities
+        from orchestrator.tracking.insight import confused_pairs, outcomes
         from orchestrator.tracking.plots import confusion_figure
 
         self.tracker.log_metrics(record.run_id, frames.pop("metrics", {}), step=record.epochs)
         self.tracker.log_frames(record.run_id, frames)
-        oof = frames["oof"]
-        targets, predicted = oof["target"].to_numpy(), probabilities(oof).argmax(1)
+        targets, predicted = outcomes(frames["oof"])
         pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
         self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
                                                                 f"{record.key} OOF"), RunFiles.CONFUSION)
