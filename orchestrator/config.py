@@ -359,7 +359,11 @@ class EnsembleConfig(Strict):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True)
 
     top_k: int = Field(5, ge=1)
-    method: Literal["mean", "hill_climb", "rank"] = "hill_climb"
+    # soft blends (mean | hill_climb | rank), hard majority voting (vote), or auto: each fitted on the OOF, the best kept
+    method: Literal["mean", "hill_climb", "rank", "vote", "auto"] = "hill_climb"
+    # per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
+    # over the OOF folds; auto: on when the grid's metric is val_f1
+    f1_offsets: Literal["auto", "on", "off"] = "auto"
     output: str = "submission.csv"
     iterations: int = Field(50, ge=1)  # hill-climbing steps
     # register the logged ensemble model under the grid's name (false: log it only); `register` in YAML

@@ -84,3 +84,5 @@ class RunFiles:
     GALLERY = "insight/gallery.png"  # the config's most confident OOF mistakes
     GRADCAM = "insight/gradcam.png"  # the best configs: Grad-CAM of their best fold's mistakes
     ERROR = "error.txt"
+    ENSEMBLE_TEST = "ensemble_test.parquet"  # ensemble: the blended test probabilities (pseudo-labels start from them)
+    F1_OFFSETS = "f1_offsets.json"  # ensemble: per-class logit offsets, when macro-F1 tuning kept them

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
@@ -30,10 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.blend import blend
-    from orchestrator.data.sources import SOURCES
+    from orchestrator.blend import shift
     from orchestrator.ensemble.members import load_members
-    from orchestrator.ensemble.weights import SCORERS, fit_weights, rank_transform
+    from orchestrator.ensemble.weights import SCORERS, fit_ensemble
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
     from orchestrator.search.plan import render_table
@@ -55,59 +55,45 @@ def main(argv: list[str] | None = None) -> int:
 
     score = SCORERS[metric]
     rows = _common_rows(members)
-    y = members[0].oof.set_index("row_id").loc[rows, "target"].to_numpy()
+    oof_rows = members[0].oof.set_index("row_id").loc[rows]
+    y, folds = oof_rows["target"].to_numpy(), oof_rows["fold"].to_numpy()
     oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
     scores = [score(p, y) for p in oofs]
     order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
-    chosen, inputs = [members[i] for i in order], [oofs[i] for i in order]
-    if cfg.method == "rank":
-        inputs = [rank_transform(p) for p in inputs]
-    weights = fit_weights(cfg.method, inputs, y, score, cfg.iterations)
-    ensemble_score = score(blend(inputs, weights), y)
+    chosen = [members[i] for i in order]
+    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations)
+    weights, method = fit.weights, fit.method
 
     table = [[m.config_id, m.model, f"{scores[i]:.4f}", f"{w:.3f}"] for i, m, w in zip(order, chosen, weights)]
     print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
-    print(f"\nensemble ({cfg.method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {ensemble_score:.4f} "
+    if len(fit.tried) > 1:
+        print("methods by OOF " + metric + ": " + ", ".join(f"{k} {v:.4f}" for k, v in fit.tried.items()) + f" -> {method}")
+    print(f"\nensemble ({method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {fit.score:.4f} "
           f"(best member {scores[order[0]]:.4f}, {len(rows)} OOF rows)")
+    tuning = _tune_decisions(cfg.f1_offsets, metric, fit.oof, y, folds)
+    offsets = tuning.offsets if tuning is not None else None
 
     grid_run = latest_grid_run(tracker)
     classes = json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.CLASSES))
-    run_id = tracker.start_run("ensemble", "ensemble", tags={"method": cfg.method})
-    ClassReport.of(y, blend(inputs, weights).argmax(1), classes, grid.insight.top_confusions,
+    run_id = tracker.start_run("ensemble", "ensemble", tags={"method": method})
+    ClassReport.of(y, shift(fit.oof, offsets).argmax(1), classes, grid.insight.top_confusions,
                    f"ensemble of {len(chosen)} configs, OOF ({len(rows)} rows)", "ensemble").log(tracker, run_id)
-    tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": cfg.method,
+    tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": method,
                                 "weights": json.dumps([round(float(w), 4) for w in weights]), "top_k": str(cfg.top_k)})
-    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": ensemble_score, f"best_member_oof_{metric}": scores[order[0]]}, step=0)
+    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, f"best_member_oof_{metric}": scores[order[0]],
+                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()}, **_tuning_metrics(tuning)}, step=0)
     tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, weights)}, indent=2), "weights.json")
+    if offsets is not None:
+        tracker.log_text(run_id, json.dumps(dict(zip(classes, map(float, offsets))), indent=2), RunFiles.F1_OFFSETS)
     if len(chosen) > 1:
-        flat = np.stack([p.ravel() for p in inputs])
+        flat = np.stack([p.ravel() for p in (oofs[i] for i in order)])
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
-    output = None
-    if any(m.test is None for m in chosen):
-        print("no test predictions (the data source has no test set): no submission written")
-    else:
-        tests = [m.test_probs for m in chosen]
-        if cfg.method == "rank":
-            tests = [rank_transform(p) for p in tests]
-        predicted = blend(tests, weights).argmax(1)
-        test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
-        submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
-        output = Path(cfg.output).resolve()
-        output.parent.mkdir(parents=True, exist_ok=True)
-        submission.to_csv(output, index=False)
-        with tempfile.TemporaryDirectory() as folder:
-            submission.to_csv(Path(folder) / output.name, index=False)
-            tracker.log_file(run_id, Path(folder) / output.name)
-        print(f"submission: {output} ({len(submission)} rows)")
-        holdout = _holdout_accuracy(Path(grid.data.root), test_table, predicted)
-        if holdout is not None:
-            tracker.log_metrics(run_id, {"holdout_accuracy": holdout}, step=0)
-            print(f"held-out test accuracy (labels from {grid.data.root}/test_labels.csv): {holdout:.4f}")
-    published = _publish(grid, tracker, run_id, chosen, weights, classes)  # after the submission: a failure here keeps it
+    output = _submission(grid, tracker, run_id, chosen, fit, offsets, classes)
+    published = _publish(grid, tracker, run_id, chosen, fit, offsets, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
     _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(chosen, weights)},
-                     f"**Ensemble** ({cfg.method}, run `{run_id}`): OOF {metric} {ensemble_score:.4f} (best member "
+                     f"**Ensemble** ({method}, run `{run_id}`): OOF {metric} {fit.score:.4f} (best member "
                      f"{scores[order[0]]:.4f}); submission `{output or 'none (no test set)'}`; model "
                      f"`{published.registered or published.model_uri}`.")
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
@@ -116,7 +102,57 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _publish(grid, tracker, run_id: str, chosen, weights: np.ndarray, classes: list[str]):
+def _tune_decisions(setting: str, metric: str, oof: np.ndarray, y: np.ndarray, folds: np.ndarray):
+    """Macro-F1 offsets (`ensemble.f1_offsets`; auto: when the grid's metric is val_f1), or None when off."""
+    from orchestrator.ensemble.decision import tune
+
+    if setting == "off" or (setting == "auto" and metric != "val_f1"):
+        return None
+    tuning = tune(oof, y, folds)
+    print(tuning.summary())
+    return tuning
+
+
+def _tuning_metrics(tuning) -> dict[str, float]:
+    if tuning is None:
+        return {}
+    return {"oof_f1_before_offsets": tuning.before, "oof_f1_offsets_cv": tuning.cv_after,
+            "oof_f1_offsets_fitted": tuning.fitted_after, "f1_offsets_kept": float(tuning.offsets is not None)}
+
+
+def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]) -> Path | None:
+    """Write (and log) the submission and the blended test probabilities; None when the source has no test set."""
+    from orchestrator.blend import blend, shift
+    from orchestrator.data.sources import SOURCES
+    from orchestrator.ensemble.weights import inputs_for
+    from orchestrator.layout import RunFiles
+
+    if any(m.test is None for m in chosen):
+        print("no test predictions (the data source has no test set): no submission written")
+        return None
+    probs = shift(blend(inputs_for(fit.method, [m.test_probs for m in chosen]), fit.weights, fit.method), offsets)
+    predicted = probs.argmax(1)
+    test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
+    submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
+    output = Path(grid.ensemble.output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    submission.to_csv(output, index=False)
+    with tempfile.TemporaryDirectory() as folder:
+        submission.to_csv(Path(folder) / output.name, index=False)
+        tracker.log_file(run_id, Path(folder) / output.name)
+    test_probs = chosen[0].test[["row_id", "image_path"]].reset_index(drop=True)  # pseudo-labels read these
+    test_probs = test_probs.join(pd.DataFrame(probs, columns=[f"prob_{i}" for i in range(probs.shape[1])]))
+    tracker.log_frames(run_id, {RunFiles.ENSEMBLE_TEST.removesuffix(".parquet"): test_probs})
+    print(f"submission: {output} ({len(submission)} rows)")
+    holdout = _holdout_scores(Path(grid.data.root), test_table, predicted)
+    if holdout:
+        tracker.log_metrics(run_id, holdout, step=0)
+        print(f"held-out test accuracy {holdout['holdout_accuracy']:.4f}, macro F1 {holdout['holdout_f1']:.4f} "
+              f"(labels from {grid.data.root}/test_labels.csv)")
+    return output
+
+
+def _publish(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]):
     """The ensemble as an MLflow model on its run (registered under the grid's name unless `ensemble.register` is off)."""
     from orchestrator.serve.bundle import write_bundle
     from orchestrator.serve.publish import publish
@@ -125,7 +161,7 @@ def _publish(grid, tracker, run_id: str, chosen, weights: np.ndarray, classes: l
     cfg = grid.ensemble
     example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
     with tempfile.TemporaryDirectory() as folder:
-        spec = write_bundle(tracker, chosen, weights, classes, cfg.method, Path(folder))
+        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), offsets)
         print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} fold models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
@@ -148,16 +184,17 @@ def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str
     print("\n" + render(board, grid.scheduler.metric))
 
 
-def _holdout_accuracy(root: Path, test_table, predicted: np.ndarray) -> float | None:
-    """Accuracy against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
-    import pandas as pd
+def _holdout_scores(root: Path, test_table, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
+    from orchestrator.ensemble.decision import fast_macro_f1
 
     labels_file = root / "test_labels.csv"
     if not labels_file.is_file():
-        return None
+        return {}
     labels = pd.read_csv(labels_file).set_index("image_path")["target"]
     truth = labels.reindex(test_table["rel_path"]).to_numpy()
-    return float((truth == predicted).mean())
+    classes = int(max(truth.max(), predicted.max())) + 1
+    return {"holdout_accuracy": float((truth == predicted).mean()), "holdout_f1": fast_macro_f1(predicted, truth, classes)}
 
 
 def _common_rows(members) -> np.ndarray:

@@ -6,7 +6,9 @@ log loss breaks their ties and keeps greedy selection from stalling on plateaus.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -72,4 +74,32 @@ def rank_transform(probs: np.ndarray) -> np.ndarray:
 def fit_weights(method: str, members: list[np.ndarray], y: np.ndarray, score: Score, iterations: int) -> np.ndarray:
     if method == "hill_climb":
         return hill_climb(members, y, score, iterations)
-    return np.full(len(members), 1 / len(members))  # mean, rank: equal weights (rank transforms inputs)
+    return np.full(len(members), 1 / len(members))  # mean, rank, vote: equal weights (rank transforms inputs)
+
+
+METHODS = ("hill_climb", "mean", "rank", "vote")  # what `auto` compares, in the order that wins a tie
+
+
+def inputs_for(method: str, probs: list[np.ndarray]) -> list[np.ndarray]:
+    """What a method blends: ranks for `rank`, probabilities for the others."""
+    return [rank_transform(p) for p in probs] if method == "rank" else probs
+
+
+@dataclass(frozen=True)
+class Fit:
+    method: str
+    weights: np.ndarray
+    oof: np.ndarray  # the blended OOF (rows, classes)
+    score: float
+    tried: dict[str, float]  # method -> OOF score (auto: every method; else the one)
+
+
+def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Score, iterations: int) -> Fit:
+    """Weights for `method` on the members' OOF probabilities; `auto` fits every method and keeps the best OOF score."""
+    fits = []
+    for name in METHODS if method == "auto" else (method,):
+        weights = fit_weights(name, inputs_for(name, probs), y, score, iterations)
+        blended = blend(inputs_for(name, probs), weights, name)
+        fits.append(Fit(name, weights, blended, score(blended, y), {}))
+    best = max(fits, key=lambda f: f.score)  # max keeps the first of equal scores: METHODS' order
+    return dataclasses.replace(best, tried={f.method: f.score for f in fits})

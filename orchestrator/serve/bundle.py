@@ -1,6 +1,6 @@
 """The ensemble as a folder of files: what the served model loads, and nothing it has to ask MLflow for.
 
-    ensemble.json                   classes, method, members (config_id, weight, fold trial keys)
+    ensemble.json                   classes, method, members (config_id, weight, fold trial keys), macro-F1 offsets
     <trial_key>/model.pt            a fold's best-epoch weights (a state_dict, loaded weights-only)
     <trial_key>/trial_config.json   its resolved TrialConfig: model name, image size, framing, TTA
 
@@ -30,8 +30,9 @@ class MemberSpec:
 @dataclass(frozen=True)
 class EnsembleSpec:
     classes: list[str]
-    method: str  # how the weights were fitted (rank: on ranks; served, they blend probabilities)
+    method: str  # how members combine (blend.blend); rank's weights were fitted on ranks, served they blend probabilities
     members: list[MemberSpec]
+    offsets: list[float] | None = None  # per-class logit offsets of macro-F1 tuning (blend.shift), when kept
 
     def save(self, folder: Path) -> None:
         (folder / SPEC).write_text(json.dumps(asdict(self), indent=2))
@@ -39,10 +40,10 @@ class EnsembleSpec:
     @classmethod
     def load(cls, folder: Path) -> EnsembleSpec:
         raw = json.loads((folder / SPEC).read_text())
-        return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]])
+        return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]], raw.get("offsets"))
 
 
-def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path) -> EnsembleSpec:
+def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path, offsets=None) -> EnsembleSpec:
     """Download every weighted member's fold checkpoints and configs from its MLflow runs into `folder`."""
     kept = []
     for member, weight in zip(members, weights):
@@ -60,6 +61,6 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
                     local.parent.rmdir()
             keys.append(key)
         kept.append(MemberSpec(member.config_id, float(weight), keys))
-    spec = EnsembleSpec(list(classes), method, kept)
+    spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets])
     spec.save(folder)
     return spec

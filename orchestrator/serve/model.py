@@ -99,10 +99,11 @@ class Ensemble:
                 group["models"].append((index, trial, model, Normalize(*normalization(model))))
 
     def probabilities(self, sources: list[Any], batch_size: int = 64, workers: int = 0) -> np.ndarray:
-        """(rows, classes): each member's fold mean, blended with the member weights as the ensemble job blends."""
+        """(rows, classes): each member's fold mean, blended with the member weights as the ensemble job blends
+        (hard votes for `vote`), shifted by the macro-F1 offsets when the job kept them."""
         import torch
 
-        from orchestrator.blend import blend
+        from orchestrator.blend import blend, shift
         from orchestrator.data.dataset import ImageDataset
         from orchestrator.train.predict import batch_probs
 
@@ -118,7 +119,7 @@ class Ensemble:
                     sums[index, start:start + len(images)] += probs
                 start += len(images)
         means = sums / np.array([len(m.folds) for m in members])[:, None, None]
-        return blend(list(means), np.array([m.weight for m in members]))
+        return shift(blend(list(means), np.array([m.weight for m in members]), self.spec.method), self.spec.offsets)
 
 
 def _framing_key(trial) -> str:

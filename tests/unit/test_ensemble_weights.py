@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.blend import blend
-from orchestrator.ensemble.weights import accuracy, fit_weights, hill_climb, rank_transform
+from orchestrator.ensemble.weights import accuracy, fit_ensemble, fit_weights, hill_climb, rank_transform
 
 
 def noisy_members(seed=0, n=400, classes=5, members=4):
@@ -46,3 +46,26 @@ def test_mean_and_rank():
     assert np.allclose(fit_weights("mean", members, y, accuracy, 10), 0.25)
     ranks = rank_transform(members[0])
     assert ranks.min() == 0 and ranks.max() == 1 and (ranks.argmax(0) == members[0].argmax(0)).all()
+
+
+def test_hard_voting_follows_the_majority_not_the_most_confident_member():
+    confident_wrong = np.array([[0.05, 0.95]])  # one member very sure of class 1
+    mild_right = np.array([[0.55, 0.45]])  # two members mildly for class 0
+    members = [confident_wrong, mild_right, mild_right]
+    assert blend(members, np.ones(3)).argmax(1).tolist() == [1]  # the soft mean goes with the confident one
+    voted = blend(members, np.ones(3), "vote")
+    assert voted.argmax(1).tolist() == [0] and np.allclose(voted.sum(1), 1)
+    assert np.allclose(voted[0], [2 / 3, 1 / 3], atol=1e-5)  # vote shares
+
+
+def test_a_tied_vote_goes_to_the_soft_mean():
+    members = [np.array([[0.9, 0.1]]), np.array([[0.4, 0.6]])]
+    assert blend(members, np.ones(2), "vote").argmax(1).tolist() == [0]
+
+
+def test_auto_keeps_the_method_with_the_best_oof_score():
+    members, y = noisy_members(3, n=600)
+    fit = fit_ensemble("auto", members, y, accuracy, 20)
+    assert set(fit.tried) == {"hill_climb", "mean", "rank", "vote"}
+    assert fit.score == max(fit.tried.values()) == accuracy(fit.oof, y)
+    assert fit_ensemble("vote", members, y, accuracy, 20).tried.keys() == {"vote"}

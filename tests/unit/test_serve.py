@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from orchestrator.blend import blend, shift
 from orchestrator.config import TrialTables, parse_grid
 from orchestrator.errors import InputError
 from orchestrator.search.plan import plan_trials
@@ -113,6 +114,12 @@ def test_the_ensemble_blends_its_members_with_their_weights(tmp_path, minimal_gr
         alone.append(Ensemble(folder, device="cpu").probabilities(paths, batch_size=3))
     assert blended.shape == (5, 3) and np.allclose(blended.sum(1), 1.0, atol=1e-5)
     assert np.allclose(blended, 0.75 * alone[0] + 0.25 * alone[1], atol=1e-6)
+
+    spec = EnsembleSpec.load(tmp_path / "both")  # served as the ensemble job decided: hard votes, shifted by offsets
+    offsets = [0.0, 0.0, 5.0]
+    EnsembleSpec(CLASSES, "vote", spec.members, offsets).save(tmp_path / "both")
+    voted = Ensemble(tmp_path / "both", device="cpu").probabilities(paths, batch_size=2)
+    assert np.allclose(voted, shift(blend(alone, np.array([0.75, 0.25]), "vote"), np.array(offsets)), atol=1e-6)
 
 
 def test_a_model_starts_from_a_local_weights_file_when_the_grid_names_one(tmp_path, minimal_grid):
