@@ -9,6 +9,7 @@ from Tune as a plain dict and validate it back into `TrialConfig`.
 from __future__ import annotations
 
 import difflib
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -170,8 +171,18 @@ class LRSchedulerConfig(Strict):
     decay_epochs: float = Field(10, gt=0)  # step: decay every this many epochs
     decay_rate: float = Field(0.1, gt=0, le=1)  # step, plateau: multiply the lr by this
     patience_epochs: int = Field(2, ge=0)  # plateau: epochs without improvement before a decay
+    # cosine with warm restarts (timm's cycles): the lr climbs back to its peak this many times
+    restarts: int = Field(0, ge=0)
+    cycle_mul: float = Field(1.0, ge=1.0)  # each cycle this many times longer than the one before
+    cycle_decay: float = Field(1.0, gt=0, le=1)  # each cycle's peak lr is the previous peak times this
 
     _check_name = field_validator("name")(_in_registry(_lr_schedulers, "lr scheduler"))
+
+    @model_validator(mode="after")
+    def _restarts_are_cosine(self) -> LRSchedulerConfig:
+        if self.restarts and self.name != "cosine":
+            raise ValueError(f"restarts: warm restarts are cycles of the cosine schedule; set name: cosine (got {self.name})")
+        return self
 
 
 class LossConfig(Strict):
@@ -212,6 +223,30 @@ class MixConfig(Strict):
         return self
 
 
+class ResizeStage(Strict):
+    """Progressive resizing: train at `image_size` for epochs [start, end) (0-based); other epochs at data.image_size."""
+
+    epochs: tuple[int, int]
+    image_size: int = Field(ge=8, le=2048)
+
+    @model_validator(mode="after")
+    def _a_range(self) -> ResizeStage:
+        if not 0 <= self.epochs[0] < self.epochs[1]:
+            raise ValueError(f"epochs: give [start, end) with 0 <= start < end, e.g. [0, 3] (got {list(self.epochs)})")
+        return self
+
+
+class CurriculumConfig(Strict):
+    """Augmentation that rises over epochs: the train-only augmentation applies to a share of the images that
+    grows linearly from `start` in epoch 0 to all of them from epoch `full_at_epoch` on."""
+
+    start: float = Field(0.0, ge=0, le=1)
+    full_at_epoch: int = Field(ge=1)
+
+    def level(self, epoch: int) -> float:
+        return min(1.0, self.start + (1.0 - self.start) * epoch / self.full_at_epoch)
+
+
 class EarlyStoppingConfig(Strict):
     patience: int = Field(3, ge=1)  # epochs without improvement of scheduler.metric
     min_delta: float = Field(0.0, ge=0)
@@ -232,6 +267,21 @@ class TrainConfig(Strict):
     scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     augment: str | list[TransformSpec] = "plain"
+    curriculum: CurriculumConfig | None = None  # augmentation strength rising over epochs
+    progressive_resize: list[ResizeStage] = []  # smaller images in early epochs (resized on the device)
+
+    def image_size_at(self, epoch: int, full: int) -> int:
+        """The side the model sees in `epoch` (0-based): a progressive-resize stage's, else the data's."""
+        return next((s.image_size for s in self.progressive_resize if s.epochs[0] <= epoch < s.epochs[1]), full)
+
+    @field_validator("progressive_resize")
+    @classmethod
+    def _stages_apart(cls, stages: list[ResizeStage]) -> list[ResizeStage]:
+        ordered = sorted(stages, key=lambda s: s.epochs[0])
+        for before, after in itertools.pairwise(ordered):
+            if after.epochs[0] < before.epochs[1]:
+                raise ValueError(f"stages overlap: epochs {list(before.epochs)} and {list(after.epochs)}")
+        return stages
 
     @field_validator("augment")
     @classmethod
@@ -405,6 +455,11 @@ class GridConfig(Strict):
         return self
 
     @model_validator(mode="after")
+    def _resize_fits(self) -> GridConfig:
+        check_resize(self.data, self.train)
+        return self
+
+    @model_validator(mode="after")
     def _fold_asha_needs_a_plan(self) -> GridConfig:
         if self.scheduler.kind == "fold_asha" and self.searcher == "optuna":
             raise ValueError("scheduler.kind: fold_asha judges the planned configs of searcher: grid; "
@@ -475,6 +530,14 @@ def trial_key(config_id: str, fold: int) -> str:
     return f"{config_id}-f{fold}"
 
 
+def check_resize(data: DataConfig, train: TrainConfig) -> None:
+    """Progressive resizing shrinks images on the device: no stage may be larger than data.image_size."""
+    for index, stage in enumerate(train.progressive_resize):
+        if stage.image_size > data.image_size:
+            raise ValueError(f"train.progressive_resize[{index}].image_size: {stage.image_size} is above data.image_size "
+                             f"{data.image_size}; stages train on smaller images, the last epochs at the full size")
+
+
 class SearchableTrial(Strict):
     """The part of a trial `search:` may address; a searched value is checked against it."""
 
@@ -482,6 +545,11 @@ class SearchableTrial(Strict):
     model: ModelConfig
     data: DataConfig
     train: TrainConfig
+
+    @model_validator(mode="after")
+    def _resize_fits(self) -> SearchableTrial:
+        check_resize(self.data, self.train)
+        return self
 
 
 def set_path(tree: dict[str, Any], path: str, value: Any) -> None:

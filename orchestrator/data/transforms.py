@@ -8,6 +8,7 @@ model's float input on the model's device.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -66,12 +67,79 @@ def _sketch_heavy_train(size: int) -> list[Any]:
     ]
 
 
+def _policy_ops(white: dict[str, Any], sketch: bool) -> dict[str, Any]:
+    """RandAugment's operations at magnitude 9 of 10 (timm's `rand-m9`), as albumentations transforms that always apply.
+
+    Geometry fills with `white` (paper, for sketches); sketch policies add stroke thickness
+    and white cut-outs, and leave out colour operations that sketches do not have.
+    """
+    import albumentations as A
+
+    ops = {
+        "rotate": A.Affine(rotate=(-27, 27), p=1.0, **white),
+        "shear_x": A.Affine(shear={"x": (-16, 16), "y": (0, 0)}, p=1.0, **white),
+        "shear_y": A.Affine(shear={"x": (0, 0), "y": (-16, 16)}, p=1.0, **white),
+        "translate": A.Affine(translate_percent=(-0.14, 0.14), p=1.0, **white),
+        "scale": A.Affine(scale=(0.75, 1.25), p=1.0, **white),
+        "posterize": A.Posterize(num_bits=(4, 6), p=1.0),
+        "equalize": A.Equalize(p=1.0),
+        "autocontrast": A.AutoContrast(p=1.0),
+        "invert": A.InvertImg(p=1.0),
+        "sharpen": A.Sharpen(alpha=(0.2, 0.6), p=1.0),
+    }
+    if sketch:
+        ops["thicker"] = A.Morphological(scale=(2, 3), operation="erosion", p=1.0)  # dark strokes on white paper
+        ops["cutout"] = A.CoarseDropout(num_holes_range=(1, 3), hole_height_range=(0.1, 0.2),
+                                        hole_width_range=(0.1, 0.2), fill=WHITE, p=1.0)
+    else:
+        ops["solarize"] = A.Solarize(threshold_range=(0.5, 0.5), p=1.0)
+        ops["brightness_contrast"] = A.RandomBrightnessContrast(brightness_limit=0.35, contrast_limit=0.35, p=1.0)
+    return ops
+
+
+def _randaugment(sketch: bool) -> Callable[[int], list[Any]]:
+    """RandAugment (Cubuk et al. 2020): two operations drawn at random per image, at a fixed magnitude."""
+
+    def train(size: int) -> list[Any]:
+        import albumentations as A
+
+        white = {"border_mode": cv2.BORDER_CONSTANT, "fill": WHITE} if sketch else {"border_mode": cv2.BORDER_REFLECT_101}
+        return [A.SomeOf(list(_policy_ops(white, sketch).values()), n=2, p=1.0), A.HorizontalFlip(p=0.5)]
+
+    return train
+
+
+# AutoAugment-style sub-policies for sketches: one pair is drawn per image, each op with its own probability
+SKETCH_SUBPOLICIES = [(("posterize", 0.4), ("rotate", 0.6)), (("equalize", 0.6), ("shear_x", 0.5)),
+                      (("invert", 0.2), ("equalize", 0.6)), (("rotate", 0.8), ("thicker", 0.4)),
+                      (("translate", 0.6), ("cutout", 0.4)), (("autocontrast", 0.6), ("shear_y", 0.5)),
+                      (("scale", 0.6), ("sharpen", 0.4)), (("posterize", 0.6), ("translate", 0.4))]
+
+
+def _autoaugment_sketch_train(size: int) -> list[Any]:
+    import albumentations as A
+
+    ops = _policy_ops({"border_mode": cv2.BORDER_CONSTANT, "fill": WHITE}, sketch=True)
+
+    def op(name: str, p: float):
+        clone = copy.deepcopy(ops[name])
+        clone.p = p
+        return clone
+
+    return [A.OneOf([A.Sequential([op(*first), op(*second)]) for first, second in SKETCH_SUBPOLICIES], p=1.0),
+            A.HorizontalFlip(p=0.5)]
+
+
 # preset name -> (geometry factory, train-only augmentation factory)
 PRESETS: dict[str, tuple[Callable[[int], list[Any]], Callable[[int], list[Any]]]] = {
     "none": (_resize, lambda size: []),
     "plain": (_resize, _plain_train),
     "sketch_light": (_pad_square_white, _sketch_light_train),
     "sketch_heavy": (_pad_square_white, _sketch_heavy_train),
+    # automatic augmentation policies (the teams' RandAugment / AutoAugment runs)
+    "randaugment": (_resize, _randaugment(sketch=False)),
+    "randaugment_sketch": (_pad_square_white, _randaugment(sketch=True)),
+    "autoaugment_sketch": (_pad_square_white, _autoaugment_sketch_train),
 }
 
 
@@ -116,13 +184,31 @@ def pads_to_square(augment: str | Sequence[Any]) -> bool:
     return isinstance(augment, str) and PRESETS[augment][0] is _pad_square_white
 
 
-def build_transforms(augment: str | Sequence[Any], image_size: int, invert: bool = False, cached_side: int | None = None):
+class Rising:
+    """A train pipeline whose augmentation applies to a share of the images: the value of `level` (0..1).
+
+    `level` is a one-element tensor in shared memory: the loop raises it between epochs
+    (train.curriculum) and the loader's worker processes, which hold this object, see it.
+    """
+
+    def __init__(self, augmented: Any, plain: Any, level: torch.Tensor):
+        self.augmented, self.plain, self.level = augmented, plain, level
+
+    def __call__(self, image):
+        import random
+
+        return (self.augmented if random.random() < float(self.level[0]) else self.plain)(image=image)
+
+
+def build_transforms(augment: str | Sequence[Any], image_size: int, invert: bool = False, cached_side: int | None = None,
+                     level: torch.Tensor | None = None):
     """Return (train, eval) albumentations Compose objects producing CHW uint8 tensors (`Normalize` follows on the device).
 
     `invert` (data.invert) turns white-on-black drawings into dark-on-white ones, in
     train and eval alike, before anything pads or fills with white. `cached_side`: the
     images come from the decode-once cache, already inverted and framed to a square of
-    that side, so only a resize to image_size (if it differs) is left of the framing.
+    that side, so only a resize to image_size (if it differs) is left of the framing. `level`: the
+    train pipeline is `Rising` (curriculum augmentation).
     """
     import albumentations as A
     from albumentations.pytorch import ToTensorV2
@@ -136,7 +222,8 @@ def build_transforms(augment: str | Sequence[Any], image_size: int, invert: bool
     if cached_side is not None:
         frame = [] if cached_side == image_size else _resize(image_size)
     tail = [ToTensorV2()]  # HWC uint8 -> CHW uint8: batches cross worker queues and the host-GPU bus at 1 byte a value
-    return A.Compose(frame + extra + tail), A.Compose(frame + tail)
+    train, plain = A.Compose(frame + extra + tail), A.Compose(frame + tail)
+    return (train if level is None else Rising(train, plain, level)), plain
 
 
 @dataclass(frozen=True)

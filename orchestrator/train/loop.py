@@ -204,13 +204,15 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     model, loader = session.prepare(setup.model, setup.train_loader(), device)
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
     loss_fn = create_loss(cfg.loss, setup.class_counts()).to(device)
-    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize)
+    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
+                        trial.data.image_size)
     progress = restore(session, model, parts)
     node = worker_node()
     if replay(session, progress, trial.attempt):
         return
     for epoch in range(progress.next_epoch, cfg.epochs):
         start = time.perf_counter()
+        setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
         train_loss, seen = train_one_epoch(model, loader, parts, epoch)
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):

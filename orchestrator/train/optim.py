@@ -27,10 +27,13 @@ def _timm(sched: str, per_update: bool) -> Callable[..., Any]:
     def factory(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int, mode: str):
         from timm.scheduler import create_scheduler_v2
 
+        cycles = cfg.restarts + 1  # warm restarts: the cycles share the epochs, each cycle_mul times the one before
+        first = epochs / sum(cfg.cycle_mul**i for i in range(cycles))
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched=sched, num_epochs=epochs, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+            optimizer, sched=sched, num_epochs=first, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
             min_lr=cfg.min_lr, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
             patience_epochs=cfg.patience_epochs, plateau_mode=mode, step_on_epochs=not per_update, updates_per_epoch=steps,
+            cycle_limit=cycles, cycle_mul=cfg.cycle_mul, cycle_decay=cfg.cycle_decay,
         )
         return scheduler
 

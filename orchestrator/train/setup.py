@@ -38,6 +38,12 @@ class TrialSetup:
     normalize: Normalize  # uint8 batches -> the model's input, on its device
     train_cache: Path | None = None  # the folds table's images, decoded once, in table order
     test_cache: Path | None = None  # the test table's
+    augment_level: torch.Tensor | None = None  # train.curriculum: the share of images augmented (shared with loader workers)
+
+    def start_epoch(self, epoch: int) -> None:
+        """Set what changes with the epoch in the train loader's pipeline (before the epoch's batches are drawn)."""
+        if self.augment_level is not None:
+            self.augment_level.fill_(self.trial.train.curriculum.level(epoch))
 
     def class_counts(self) -> np.ndarray:
         """Training rows per class (class weights, `balanced`)."""
@@ -124,7 +130,9 @@ def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetu
     framing = cache.framing_for(trial.data, trial.train.augment)
     train_cache, test_cache = node_caches(trial, rows, framing) if framing is not None else (None, None)
     side = framing.side if train_cache is not None else None
+    curriculum = trial.train.curriculum
+    level = torch.full((1,), curriculum.level(0)).share_memory_() if curriculum is not None else None
     train_tf, eval_tf = build_transforms(trial.train.augment, trial.data.image_size, invert=trial.data.invert,
-                                         cached_side=side)
+                                         cached_side=side, level=level)
     return TrialSetup(trial, model, rows[rows["fold"] != trial.fold], rows[rows["fold"] == trial.fold], train_tf, eval_tf,
-                      Normalize(*normalization(model)), train_cache, test_cache)
+                      Normalize(*normalization(model)), train_cache, test_cache, level)

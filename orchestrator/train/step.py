@@ -1,14 +1,15 @@
 """One training epoch and the optional parts of an optimisation step.
 
 The loop stays one loop: gradient accumulation, AMP, gradient clipping, EMA of the
-weights, MixUp/CutMix and backbone freezing are fields of `StepParts`, each off
-unless the grid turns it on. timm provides EMA (ModelEmaV3) and Mixup.
+weights, MixUp/CutMix, backbone freezing and progressive resizing are fields of
+`StepParts`, each off unless the grid turns it on. timm provides EMA (ModelEmaV3) and Mixup.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class StepParts:
     backbone: list[torch.nn.Parameter] = field(default_factory=list)  # parameters outside the classifier head
     evaluate_ema: bool = False  # validate / checkpoint / predict with the EMA weights
     normalize: Normalizer = None  # uint8 batch -> model input, on the device (None: the batch as is)
+    side_at: Callable[[int], int] | None = None  # progressive resizing: the side the model trains at in an epoch
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -52,7 +54,7 @@ def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int,
-                normalize: Normalizer = None) -> StepParts:
+                normalize: Normalizer = None, image_size: int | None = None) -> StepParts:
     """The step parts the grid asked for; `model` is already on its device."""
     dtype = amp_dtype(cfg.amp, device)
     parts = StepParts(optimizer, scheduler, loss_fn, device, accumulate=cfg.accumulate_steps, clip=cfg.clip_grad_norm,
@@ -73,7 +75,16 @@ def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, 
         parts.mix_off_epoch = mix.off_epoch
     if cfg.freeze_backbone_epochs:
         parts.backbone = backbone_parameters(model)
+    if cfg.progressive_resize and image_size is not None:
+        parts.side_at = lambda epoch: cfg.image_size_at(epoch, image_size)
     return parts
+
+
+def resized(images: torch.Tensor, side: int) -> torch.Tensor:
+    """A float batch at `side` x `side` (antialiased bilinear: a smaller side keeps thin strokes as grey, not gaps)."""
+    if images.shape[-1] == side and images.shape[-2] == side:
+        return images
+    return torch.nn.functional.interpolate(images, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
 
 
 def updates_per_epoch(batches: int, accumulate: int) -> int:
@@ -109,6 +120,8 @@ def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int
         images, targets = images.to(parts.device, non_blocking=True), targets.to(parts.device, non_blocking=True)
         if parts.normalize is not None:
             images = parts.normalize(images)
+        if parts.side_at is not None:
+            images = resized(images.float(), parts.side_at(epoch))
         if parts.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if parts.mixup is not None and parts.mixup.mixup_enabled and len(images) % 2 == 0:

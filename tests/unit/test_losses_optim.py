@@ -98,3 +98,19 @@ def test_schedules_have_their_shapes():
     cycle = lrs("one_cycle", warmup_epochs=2)
     peak = cycle.index(max(cycle))
     assert 0 < peak < len(cycle) - 1 and cycle[-1] < cycle[0]
+
+
+def test_cosine_with_warm_restarts_climbs_back_to_a_decayed_peak():
+    optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+    cfg = LRSchedulerConfig(name="cosine", warmup_epochs=0, min_lr=0.0, restarts=2, cycle_decay=0.5)
+    scheduler = create_lr_scheduler(optimizer, cfg, epochs=6, steps_per_epoch=5)  # 3 cycles of 2 epochs
+    lr = []
+    for update in range(1, 31):
+        scheduler.step_update(num_updates=update)
+        lr.append(optimizer.param_groups[0]["lr"])
+    rises = [i for i, (a, b) in enumerate(itertools.pairwise(lr)) if b > a]
+    assert len(rises) == 2  # two restarts
+    peaks = [lr[i + 1] for i in rises]
+    assert peaks[0] == pytest.approx(0.5, rel=0.2) and peaks[1] == pytest.approx(0.25, rel=0.2)  # each peak halves
+    with pytest.raises(ValueError, match="restarts: warm restarts are cycles of the cosine"):
+        LRSchedulerConfig(name="step", restarts=1)

@@ -44,9 +44,9 @@ class Recorder(torch.nn.Module):
         return torch.nn.functional.cross_entropy(logits.float(), targets)
 
 
-def data(n=32, classes=4, seed=0):
+def data(n=32, classes=4, seed=0, side=8):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 3, 8, 8, generator=g), torch.randint(0, classes, (n,), generator=g)
+    return torch.randn(n, 3, side, side, generator=g), torch.randint(0, classes, (n,), generator=g)
 
 
 def batches(x, y, size):
@@ -178,3 +178,29 @@ def test_local_mode_keeps_the_best_and_the_latest_checkpoint_and_restores_the_la
         assert (restored / "epoch.txt").read_text() == "5"
     with InTrial(str(tmp_path / "none"), send=sent.append).restored() as nothing:
         assert nothing is None
+
+
+def test_progressive_resizing_trains_at_each_stages_size_and_ends_at_full_size():
+    cfg = TrainConfig(progressive_resize=[{"epochs": [0, 2], "image_size": 8}, {"epochs": [2, 3], "image_size": 12}])
+    model, sizes = Tiny(), []
+    model.register_forward_pre_hook(lambda module, args: sizes.append(tuple(args[0].shape[-2:])))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    parts = build_parts(cfg, model, optimizer, None, Recorder(), CPU, num_classes=4, image_size=16)
+    x, y = data(side=16)
+    for epoch in range(4):
+        sizes.clear()
+        train_one_epoch(model, batches(x, y, 16), parts, epoch)
+        assert set(sizes) == {[(8, 8), (8, 8), (12, 12), (16, 16)][epoch]}
+
+
+def test_progressive_resizing_is_checked_against_the_data_size():
+    from orchestrator.config import parse_grid
+    from orchestrator.errors import InputError
+
+    grid = {"name": "g", "data": {"image_size": 32}, "models": [{"name": "test_resnet"}],
+            "train": {"progressive_resize": [{"epochs": [0, 2], "image_size": 48}]}}
+    with pytest.raises(InputError, match=r"progressive_resize\[0\].image_size: 48 is above data.image_size 32"):
+        parse_grid(grid)
+    grid["train"]["progressive_resize"] = [{"epochs": [0, 3], "image_size": 16}, {"epochs": [2, 4], "image_size": 24}]
+    with pytest.raises(InputError, match="stages overlap"):
+        parse_grid(grid)

@@ -59,3 +59,57 @@ def test_sketch_heavy_fills_with_white():
     white = np.full((30, 30, 3), 255, np.uint8)
     for _ in range(20):  # whatever the random draw (rotation, dropout, distortion), paper stays white
         assert train(image=white)["image"].min() == 255
+
+
+def test_curriculum_raises_the_share_of_augmented_images_in_the_loader_workers():
+    """The level lives in shared memory: persistent loader workers see each epoch's value."""
+    from orchestrator.data.dataset import ImageDataset
+
+    level = torch.zeros(1).share_memory_()
+    train, _ = build_transforms([TransformSpec(name="InvertImg", p=1.0)], 8, level=level)
+    black = np.zeros((8, 8, 3), np.uint8)
+    data = ImageDataset(list(range(400)), None, train, read=lambda item: black)
+    loader = torch.utils.data.DataLoader(data, batch_size=100, num_workers=2, persistent_workers=True)
+    shares = []
+    for value in (0.0, 0.5, 1.0):  # what the loop sets from train.curriculum before each epoch
+        level.fill_(value)
+        images = torch.cat([batch for batch, _ in loader])
+        shares.append((images[:, 0, 0, 0] == 255).float().mean().item())
+    assert shares[0] == 0.0 and 0.4 < shares[1] < 0.6 and shares[2] == 1.0
+
+
+def test_curriculum_level_rises_linearly_to_full():
+    from orchestrator.config import CurriculumConfig
+
+    ramp = CurriculumConfig(start=0.2, full_at_epoch=4)
+    assert [ramp.level(e) for e in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+
+
+@pytest.mark.parametrize("policy", ["randaugment_sketch", "autoaugment_sketch"])
+def test_sketch_policies_vary_the_drawing_and_fill_with_paper_white(policy):
+    train, evaluate = build_transforms(policy, 24)
+    drawing = np.full((24, 24, 3), 255, np.uint8)
+    drawing[6:18, 10:14] = 0  # one dark stroke...
+    drawing[6:18, 9] = drawing[6:18, 14] = 100  # ...with grey edges, as a JPEG's
+    plain = evaluate(image=drawing)["image"]
+    train.set_random_seed(0)
+    outs = [train(image=drawing)["image"] for _ in range(60)]
+    assert sum(not torch.equal(o, plain) for o in outs) >= 30  # most images are changed...
+    assert len({o.numpy().tobytes() for o in outs}) >= 25  # ...in many different ways
+    corners = torch.stack([o[:, [0, 0, -1, -1], [0, -1, 0, -1]] for o in outs])
+    # moved or scaled content leaves paper at the corners: white, or light grey after posterize; dark only
+    # where the image was inverted (a sketch case)
+    assert (corners >= 224).float().mean() > 0.6
+
+
+def test_the_sketch_policy_includes_invert_posterize_and_equalize():
+    from orchestrator.data.transforms import SKETCH_SUBPOLICIES, _policy_ops
+
+    ops = _policy_ops({"fill": 255}, sketch=True)
+    named = {name for pair in SKETCH_SUBPOLICIES for name, _ in pair}
+    assert {"invert", "posterize", "equalize"} <= named <= set(ops)
+    drawing = np.full((8, 8, 3), 255, np.uint8)
+    drawing[2:6, 3] = 0
+    assert (ops["invert"](image=drawing)["image"] == 255 - drawing).all()
+    assert set(np.unique(ops["posterize"](image=np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2))["image"]))\
+        < set(range(256))  # fewer grey levels
