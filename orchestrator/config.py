@@ -56,6 +56,12 @@ def _lr_schedulers() -> dict[str, Any]:
     return LR_SCHEDULERS
 
 
+def _heads() -> dict[str, Any]:
+    from orchestrator.train.heads import HEADS
+
+    return HEADS
+
+
 def _losses() -> dict[str, Any]:
     from orchestrator.train.losses import LOSSES
 
@@ -142,6 +148,13 @@ class ModelConfig(Strict):
     # a local weights file (.safetensors, .pth) to start from instead of the hub, for clusters without
     # internet access: timm's pretrained-file override; the path must exist on every node
     checkpoint: str | None = None
+    # one backbone, a head per factor of the label (mask: mask 3 x gender 2 x age 3), the classes composed from them
+    heads: str | None = None
+
+    @field_validator("heads")
+    @classmethod
+    def _known_heads(cls, value: str | None) -> str | None:
+        return value if value is None else _in_registry(_heads, "heads")(cls, value)
 
     @field_validator("name")
     @classmethod
@@ -185,13 +198,24 @@ class LRSchedulerConfig(Strict):
         return self
 
 
-class LossConfig(Strict):
+class LossSpec(Strict):
     name: str = "cross_entropy"  # cross_entropy | focal | soft_target | f1
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: list[float] | Literal["balanced"] | None = None  # cross_entropy, focal
     gamma: float = Field(2.0, ge=0)  # focal
 
     _check_name = field_validator("name")(_in_registry(_losses, "loss"))
+
+
+class HeadLoss(LossSpec):
+    """One head's loss in a multi-head model, and its weight in the sum."""
+
+    weight: float = Field(1.0, ge=0)
+
+
+class LossConfig(LossSpec):
+    # multi-head models (models[i].heads): a loss per head by name; a head not named takes this loss, weight 1
+    heads: dict[str, HeadLoss] = {}
 
 
 class TransformSpec(Strict):
@@ -414,6 +438,12 @@ class EnsembleConfig(Strict):
     # per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
     # over the OOF folds; auto: on when the grid's metric is val_f1
     f1_offsets: Literal["auto", "on", "off"] = "auto"
+
+    @field_validator("f1_offsets", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        """YAML reads a bare on / off as true / false."""
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     output: str = "submission.csv"
     iterations: int = Field(50, ge=1)  # hill-climbing steps
     # register the logged ensemble model under the grid's name (false: log it only); `register` in YAML

@@ -47,6 +47,8 @@ class EpochReport:
     predicted: bool = False  # a last report: the trial wrote its own OOF + test predictions first (GridLayout.predictions)
     # the rank-0 worker's node during the epoch, by MLflow's system metric names without "system/" (train/system.py)
     system: dict[str, float] = field(default_factory=dict)
+    # a multi-head model's validation scores per head (`val_acc_mask`, `val_f1_age`, ...), logged as metrics
+    heads: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def metric_names(cls) -> tuple[str, ...]:
@@ -83,6 +85,8 @@ class EpochReport:
         # Tune's loggers may hand the nested dict on flattened, with "/" between the parts
         flat = {k.removeprefix(SYSTEM_PREFIX): v for k, v in result.items() if k.startswith(SYSTEM_PREFIX)}
         values["system"] = dict(values.get("system") or flat)
+        values["heads"] = dict(values.get("heads") or {k.removeprefix("heads/"): v for k, v in result.items()
+                                                        if k.startswith("heads/")})
         return cls(**values)
 
 

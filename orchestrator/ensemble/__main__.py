@@ -186,7 +186,7 @@ def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str
 
 def _holdout_scores(root: Path, test_table, predicted: np.ndarray) -> dict[str, float]:
     """Accuracy and macro F1 against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
-    from orchestrator.ensemble.decision import fast_macro_f1
+    from orchestrator.scoring import fast_macro_f1
 
     labels_file = root / "test_labels.csv"
     if not labels_file.is_file():

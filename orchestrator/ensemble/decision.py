@@ -14,17 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.blend import shift
+from orchestrator.scoring import fast_macro_f1
 
 STEPS = np.linspace(-2.0, 2.0, 41)  # offsets tried per class, in log-probability units
-
-
-def fast_macro_f1(predicted: np.ndarray, y: np.ndarray, classes: int) -> float:
-    """Macro F1 over the classes present in `y` or `predicted` (sklearn's `average="macro"`), by counting."""
-    tp = np.bincount(y[predicted == y], minlength=classes).astype(np.float64)
-    support, called = np.bincount(y, minlength=classes), np.bincount(predicted, minlength=classes)
-    present = (support + called) > 0
-    f1 = np.divide(2 * tp, support + called, out=np.zeros(classes), where=present)
-    return float(f1[present].mean())
 
 
 def fit_offsets(probs: np.ndarray, y: np.ndarray, rounds: int = 2) -> np.ndarray:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, set_path, trial_skeleton
+from orchestrator.errors import InputError
 
 # settings that do not change what a trial learns: left out of its identity
 _NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"))  # (tta is not in the skeleton at all)
@@ -85,6 +86,7 @@ def plan_trials(grid: GridConfig, tables: TrialTables) -> list[PlannedTrial]:
 
     With `searcher: optuna` nothing is planned ahead: TPE proposes configs during the run.
     """
+    check_heads(grid, tables)
     if grid.searcher == "optuna":
         return []
     planned, seen = [], set()
@@ -95,6 +97,18 @@ def plan_trials(grid: GridConfig, tables: TrialTables) -> list[PlannedTrial]:
                 seen.add(trials[0].config.config_id)
                 planned += trials
     return planned
+
+
+def check_heads(grid: GridConfig, tables: TrialTables) -> None:
+    """A multi-head model must compose exactly the data's classes (checked once the data is read)."""
+    from orchestrator.train.heads import HEADS
+
+    for index, model in enumerate(grid.models):
+        layout = HEADS.get(model.heads) if model.heads else None
+        if layout is not None and tables.fingerprint and layout.classes != tables.num_classes:
+            raise InputError(f"models[{index}].heads: {model.heads!r} composes {layout.classes} classes "
+                             f"({' x '.join(f'{n} {k}' for n, k in zip(layout.names, layout.sizes))}) but "
+                             f"{grid.data.source} data has {tables.num_classes}; use it with the mask source")
 
 
 def trial_count(grid: GridConfig, plan: list[PlannedTrial]) -> int:

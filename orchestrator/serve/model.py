@@ -91,7 +91,7 @@ class Ensemble:
         for index, member in enumerate(self.spec.members):
             for key in member.folds:
                 trial = TrialConfig.model_validate_json((folder / key / "trial_config.json").read_text())
-                model = create_model(trial.model.name, len(self.spec.classes), pretrained=False)
+                model = create_model(trial.model.name, len(self.spec.classes), pretrained=False, heads=trial.model.heads)
                 load_weights(folder / key, model)
                 model.to(self.device).eval()
                 read, transform = eval_pipeline(trial)

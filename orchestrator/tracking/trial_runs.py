@@ -40,7 +40,7 @@ class TrialRuns:
         self.tracker.reopen_run(record.run_id, {"status": str(TrialStatus.RUNNING)})
 
     def log_epoch(self, record: TrialRecord, report: EpochReport) -> None:
-        self.tracker.log_metrics(record.run_id, {**report.metrics(), **report.system_metrics()}, step=report.epoch)
+        self.tracker.log_metrics(record.run_id, {**report.metrics(), **report.heads, **report.system_metrics()}, step=report.epoch)
 
     def tag_retries(self, record: TrialRecord) -> None:
         self.tracker.set_tags(record.run_id, {"retries": str(record.retries)})

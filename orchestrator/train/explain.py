@@ -65,7 +65,7 @@ def gradcam_overlays(trial: TrialConfig, checkpoint_dir: str, paths: Sequence[st
     from orchestrator.train.setup import eval_pipeline
 
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = create_model(trial.model.name, trial.tables.num_classes, pretrained=False)
+    model = create_model(trial.model.name, trial.tables.num_classes, pretrained=False, heads=trial.model.heads)
     load_weights(checkpoint_dir, model)
     model.to(device).eval()
     layer, reshape = cam_layer(model, trial.data.image_size)

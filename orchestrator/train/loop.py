@@ -24,6 +24,7 @@ import torch
 from orchestrator.config import TrialConfig
 from orchestrator.protocol import EpochReport
 from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
+from orchestrator.train.heads import HEADS, head_scores
 from orchestrator.train.losses import create_loss
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import Normalizer, predict_logits
@@ -63,8 +64,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, world: int = 1) -> dict[str, float]:
-    """Loss, accuracy and macro F1 over the whole validation fold (`loader`: this rank's stride of `world`)."""
+def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, world: int = 1,
+             heads: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    """Loss, accuracy and macro F1 over the whole validation fold (`loader`: this rank's stride of `world`);
+    and for a multi-head model, each head's accuracy and macro F1."""
     from sklearn.metrics import f1_score
 
     logits = predict_logits(model, loader, device, normalize)
@@ -75,11 +78,12 @@ def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, w
         logits = torch.cat(gathered)[np.argsort(order)]
     targets = torch.as_tensor(targets)
     predicted = logits.argmax(1)
-    return {  # EpochReport's validation scores
+    scores = {  # EpochReport's validation scores
         "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
         "val_acc": (predicted == targets).float().mean().item(),
         "val_f1": float(f1_score(targets.numpy(), predicted.numpy(), average="macro")),
     }
+    return scores, head_scores(HEADS[heads], logits, targets) if heads else {}
 
 
 def is_better(score: float, best: float | None, mode: str) -> bool:
@@ -203,7 +207,7 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
     model, loader = session.prepare(setup.model, setup.train_loader(), device)
     scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
-    loss_fn = create_loss(cfg.loss, setup.class_counts()).to(device)
+    loss_fn = create_loss(cfg.loss, setup.class_counts(), trial.model.heads).to(device)
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
                         trial.data.image_size)
     progress = restore(session, model, parts)
@@ -217,7 +221,8 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
         train_time = time.perf_counter() - start
         if not math.isfinite(train_loss):
             raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-        scores = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize, session.world)
+        scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize,
+                                    session.world, trial.model.heads)
         if scheduler is not None:
             scheduler.step(epoch + 1, scores[metric])
         improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
@@ -228,7 +233,7 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             epoch_time_s=time.perf_counter() - start, images_per_s=seen * session.world / max(train_time, 1e-9),
             checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
             best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted,
-            system=sampler.take() if sampler is not None else {})
+            system=sampler.take() if sampler is not None else {}, heads=per_head)
         report(session, epoch_report, model, parts, progress)
         if done:
             return

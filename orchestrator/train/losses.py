@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:  # types only: config imports this registry to check names
-    from orchestrator.config import LossConfig
+    from orchestrator.config import LossConfig, LossSpec
 
 
 def soft_targets(targets: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
@@ -95,7 +95,7 @@ class F1Loss(torch.nn.Module):
 
 
 # name -> factory(cfg, training-row count per class)
-LOSSES: dict[str, Callable[[LossConfig, Sequence[int]], torch.nn.Module]] = {
+LOSSES: dict[str, Callable[[LossSpec, Sequence[int]], torch.nn.Module]] = {
     "cross_entropy": lambda cfg, counts: CrossEntropy(cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "focal": lambda cfg, counts: FocalLoss(cfg.gamma, cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "soft_target": lambda cfg, counts: SoftTargetCrossEntropy(cfg.label_smoothing),
@@ -103,5 +103,16 @@ LOSSES: dict[str, Callable[[LossConfig, Sequence[int]], torch.nn.Module]] = {
 }
 
 
-def create_loss(cfg: LossConfig, class_counts: Sequence[int]) -> torch.nn.Module:
-    return LOSSES[cfg.name](cfg, class_counts)
+def create_loss(cfg: LossConfig, class_counts: Sequence[int], heads: str | None = None) -> torch.nn.Module:
+    """The grid's loss; for a multi-head model, a loss per head (`loss.heads`, else this loss) summed with weights."""
+    if heads is None:
+        return LOSSES[cfg.name](cfg, class_counts)
+    from orchestrator.train.heads import HEADS, HeadsLoss
+
+    layout = HEADS[heads]
+    unknown = sorted(set(cfg.heads) - set(layout.names))
+    if unknown:
+        raise ValueError(f"train.loss.heads: no head {', '.join(unknown)} in {heads!r}; its heads: {', '.join(layout.names)}")
+    specs = [cfg.heads.get(name, cfg) for name in layout.names]
+    losses = [LOSSES[spec.name](spec, counts) for spec, counts in zip(specs, layout.counts(class_counts))]
+    return HeadsLoss(layout, losses, [getattr(spec, "weight", 1.0) for spec in specs])

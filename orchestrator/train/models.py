@@ -27,8 +27,8 @@ def check_model_name(name: str) -> str:
 
 
 def create_model(name: str, num_classes: int, pretrained: bool = False, drop_rate: float = 0.0,
-                 checkpoint: str | None = None) -> torch.nn.Module:
-    """A timm classifier with a fresh head of `num_classes` outputs.
+                 checkpoint: str | None = None, heads: str | None = None) -> torch.nn.Module:
+    """A timm classifier with a fresh head of `num_classes` outputs (or, with `heads`, a `ComposedHeads` model).
 
     `pretrained=True` starts from `checkpoint` (a local weights file, loaded weights-only
     through timm's pretrained-file override) when one is given, else from the timm /
@@ -36,10 +36,16 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, drop_rat
     """
     import timm
 
-    if pretrained and checkpoint:
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": checkpoint},
-                                 num_classes=num_classes, drop_rate=drop_rate)
-    return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
+    from orchestrator.train.heads import HEADS, ComposedHeads
+
+    layout = HEADS[heads] if heads else None
+    if layout is not None and layout.classes != num_classes:
+        raise ValueError(f"heads {heads!r} compose {layout.classes} classes ({' x '.join(map(str, layout.sizes))}), "
+                         f"but the data has {num_classes}")
+    outputs = sum(layout.sizes) if layout else num_classes
+    overlay = {"pretrained_cfg_overlay": {"file": checkpoint}} if pretrained and checkpoint else {}
+    model = timm.create_model(name, pretrained=pretrained, num_classes=outputs, drop_rate=drop_rate, **overlay)
+    return ComposedHeads(model, layout) if layout else model
 
 
 def normalization(model: torch.nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

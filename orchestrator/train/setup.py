@@ -123,7 +123,7 @@ def build_trial(trial: TrialConfig, pretrained: bool | None = None) -> TrialSetu
     torch.set_num_threads(max(1, int(trial.resources.cpus_per_worker)))
     start_from = trial.model.pretrained or trial.model.checkpoint is not None  # a checkpoint file is pretrained weights
     model = create_model(trial.model.name, trial.tables.num_classes, start_from if pretrained is None else pretrained,
-                         trial.model.drop_rate, trial.model.checkpoint)
+                         trial.model.drop_rate, trial.model.checkpoint, trial.model.heads)
     if trial.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     rows = read_parquet(trial.tables.folds_path)

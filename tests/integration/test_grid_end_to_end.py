@@ -207,16 +207,27 @@ def test_mixup_ema_tta_trial_logs_their_metrics(tmp_path, quickdraw_root, report
 
 @pytest.mark.integration
 def test_mask_grid_to_submission(tmp_path, mask_root):
-    """The Mask layout end to end: folds by person, macro F1 tracked, `ImageID,ans` in info.csv order."""
+    """The Mask layout end to end: folds by person, macro F1 tracked, a multi-head model beside a single-head one,
+    the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order."""
     grid = {"name": "mask", "data": {"source": "mask", "root": str(mask_root), "image_size": 16,
-                                     "folds": {"n_splits": 3, "use": [0]}},
-            "models": [{"name": "test_resnet"}], "train": {"epochs": 1, "batch_size": 8},
-            "scheduler": {"kind": "fifo", "mode": "max"}, "insight": {"gradcam_configs": 0, "gallery": 0}}
+                                     "folds": {"n_splits": 3, "use": [0, 1]}},
+            "models": [{"name": "test_resnet"}, {"name": "test_resnet", "heads": "mask"}],
+            "train": {"epochs": 1, "batch_size": 8, "loss": {"heads": {"age": {"name": "focal", "weight": 2.0}}}},
+            "scheduler": {"kind": "fifo", "mode": "max"}, "insight": {"gradcam_configs": 0, "gallery": 0},
+            "ensemble": {"method": "auto", "f1_offsets": "on"}}
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
-    (child,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask") if r.data.tags["orchestrator.role"] == "trial"]
-    assert child.info.status == "FINISHED" and "best_val_f1" in child.data.metrics
-    assert run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path).returncode == 0
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
+    children = [r for r in runs if r.data.tags["orchestrator.role"] == "trial"]
+    assert len(children) == 4 and all(c.info.status == "FINISHED" and "best_val_f1" in c.data.metrics for c in children)
+    multi = [c for c in children if "val_f1_age" in c.data.metrics]  # per-head scores of the multi-head model
+    assert len(multi) == 2 and {"val_acc_mask", "val_acc_gender", "val_f1_mask"} <= set(multi[0].data.metrics)
+    ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
+    assert ensemble.returncode == 0
+    assert "methods by OOF val_f1: hill_climb" in ensemble.stdout and "macro-F1 offsets: OOF F1" in ensemble.stdout
+    (ensemble_run,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
+                       if r.data.tags["orchestrator.role"] == "ensemble"]
+    assert {"method_oof_vote", "oof_f1_before_offsets", "oof_f1_offsets_cv", "f1_offsets_kept"} <= set(ensemble_run.data.metrics)
     submission = pd.read_csv(tmp_path / "submission.csv", dtype={"ImageID": str})
     info = pd.read_csv(mask_root / "eval" / "info.csv")
     assert list(submission.columns) == ["ImageID", "ans"] and submission["ImageID"].tolist() == info["ImageID"].tolist()

@@ -6,7 +6,8 @@ import numpy as np
 from sklearn.metrics import f1_score
 
 from orchestrator.blend import shift
-from orchestrator.ensemble.decision import fast_macro_f1, fit_offsets, tune
+from orchestrator.ensemble.decision import fit_offsets, tune
+from orchestrator.scoring import fast_macro_f1
 
 
 def underconfident_on_rare(seed: int, n: int = 1500):
