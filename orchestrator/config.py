@@ -452,6 +452,35 @@ class EnsembleConfig(Strict):
     alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "champion"  # moved to each new version
 
 
+class PseudoConfig(Strict):
+    """A pseudo-labelling round: a finished ensemble's confident test predictions join every fold's training rows.
+
+    Give `threshold` (rows whose top probability reaches it) or `top_fraction` (per predicted
+    class, its most confident share). The rows are never validation rows, so OOF scores stay
+    comparable with the teacher's round.
+    """
+
+    teacher: str = "latest"  # an ensemble run id of this grid's MLflow experiment, or `latest` (resolved when the round starts)
+    threshold: float | None = Field(None, gt=0, le=1)
+    top_fraction: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> PseudoConfig:
+        if self.threshold is None and self.top_fraction is None:
+            self.threshold = 0.9
+        elif self.threshold is not None and self.top_fraction is not None:
+            raise ValueError("give threshold or top_fraction, not both")
+        return self
+
+    @property
+    def round_name(self) -> str:
+        """Names the round's tables: one teacher and rule, one table."""
+        import hashlib
+
+        rule = f"{self.teacher}|{self.threshold}|{self.top_fraction}"
+        return f"pseudo-{hashlib.sha1(rule.encode()).hexdigest()[:10]}"
+
+
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -470,11 +499,12 @@ class GridConfig(Strict):
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
     tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
     insight: InsightConfig = Field(default_factory=InsightConfig)
+    pseudo: PseudoConfig | None = None  # a pseudo-labelling round (or `--pseudo ENSEMBLE_RUN`)
 
     @property
     def layout(self) -> GridLayout:
-        """Where this grid's storage lives: `<tracking.storage>/<name>`."""
-        return GridLayout.of(self.tracking.storage, self.name)
+        """Where this grid's storage lives: `<tracking.storage>/<name>` (a pseudo round's tables beside the grid's)."""
+        return GridLayout.of(self.tracking.storage, self.name, self.pseudo.round_name if self.pseudo else None)
 
     @model_validator(mode="after")
     def _checkpoints_exist(self) -> GridConfig:

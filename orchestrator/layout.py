@@ -4,6 +4,7 @@ Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, f
 
     <tracking.storage>/<grid name>/
       data/folds.parquet            train rows with their fold (written once per grid; trials read it)
+      data/folds-pseudo-<id>.parquet  a pseudo-labelling round's: the same rows plus its pseudo-labelled test rows
       data/test.parquet             test rows
       trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt
@@ -28,14 +29,15 @@ def checkpoint_dir_name(epoch: int) -> str:
 @dataclass(frozen=True)
 class GridLayout:
     root: str  # `<tracking.storage>/<grid name>`, absolute (Ray moves workers' working dirs) or a URI
+    round: str | None = None  # a pseudo-labelling round's name: its own folds table
 
     @classmethod
-    def of(cls, storage: str, grid_name: str) -> GridLayout:
-        return cls(f"{resolve(storage)}/{grid_name}")
+    def of(cls, storage: str, grid_name: str, round: str | None = None) -> GridLayout:
+        return cls(f"{resolve(storage)}/{grid_name}", round)
 
     @property
     def folds_table(self) -> str:
-        return f"{self.root}/data/folds.parquet"
+        return f"{self.root}/data/folds{f'-{self.round}' if self.round else ''}.parquet"
 
     @property
     def test_table(self) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from orchestrator.cli import EXIT_ERROR, EXIT_OK, main_guard, parse_override
-from orchestrator.config import GridConfig, TrialTables, load_grid
+from orchestrator.config import GridConfig, PseudoConfig, TrialTables, load_grid
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -23,6 +24,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true", help="print the trial plan and touch nothing")
     parser.add_argument("--address", default=None, help="Ray cluster address ('auto' joins `ray up`); default: local Ray")
     parser.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this console")
+    parser.add_argument("--pseudo", default=None, metavar="ENSEMBLE_RUN",
+                        help="a pseudo-labelling round: the confident test predictions of this ensemble run (its id, or "
+                             "'latest') join every fold's training rows (pseudo.threshold, default 0.9, or pseudo.top_fraction)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the grid's last run: unfinished trials go on from their last checkpoint in their own "
                              "MLflow runs (without it they start afresh); ended trials are reused either way")
@@ -36,6 +40,9 @@ def dry_run(grid: GridConfig) -> int:
     from orchestrator.search.plan import format_plan, plan_trials, trial_count
 
     note = "data not read: the demo source writes its data on first real run (config ids will differ)"
+    if grid.pseudo is not None:
+        print(f"pseudo-labelling round from ensemble run {grid.pseudo.teacher}: its rows are chosen when it runs "
+              f"(config ids will differ from these)")
     num_classes, fingerprint = 2, ""
     if not SOURCES[grid.data.source].materializes:
         tables = load_checked(grid)  # read-only: checks every row and image
@@ -67,7 +74,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode, trial_slots
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.cost import total
-    from orchestrator.tracking.grid_run import close_parent, grid_datasets, open_parent
+    from orchestrator.tracking.grid_run import close_parent, grid_datasets, open_parent, round_note
     from orchestrator.tracking.leaderboard import leaderboard, render
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.predictions import PredictionTasks
@@ -76,11 +83,15 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.tracking.trials import TrialBook
 
     grid = settle_local_mode(grid, address)
+    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
+    grid, teacher = pseudo_teacher(grid, tracker)
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
-    prepared = prepare_data(grid)
+    prepared = prepare_data(grid, teacher)
+    pseudo = round_note(grid, prepared, tracker.experiment_id)
+    if pseudo:
+        print(pseudo.replace("**", "").split(" from ensemble run")[0] + f" from ensemble run {grid.pseudo.teacher}", flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     plan = plan_trials(grid, prepared.trial_tables)
-    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     work = sort_out(grid, plan, tracker, resume)
     datasets = grid_datasets(grid, prepared.tables)
     parent_id = open_parent(grid, tracker, prepared, stamp, work, resume, datasets)
@@ -116,7 +127,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
         board, cost = leaderboard(book.records.values(), grid.scheduler.mode), total(r.cost for r in book.records.values())
         header, rows = summary_rows(book.records.values(), grid.scheduler.metric)
         close_parent(tracker, parent_id, grid, board, "\n".join(",".join(r) for r in [header] + rows), cost, timing,
-                     TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED)
+                     TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED, pseudo)
     print("\n" + render(board, grid.scheduler.metric))
     reused = sum(r.reused for r in book.records.values())
     print(f"\ncost: {cost.wall_s:.0f} s of trial time, {cost.render()} over {len(book.records)} trials "
@@ -133,6 +144,16 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if failed:
         print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold {RunFiles.ERROR}", file=sys.stderr)
     return EXIT_ERROR if failed or interrupted else EXIT_OK
+
+
+def pseudo_teacher(grid: GridConfig, tracker) -> tuple[GridConfig, Any]:
+    """A pseudo round's teacher resolved to its run id (`latest` would move), and its test probabilities; else None."""
+    from orchestrator.tracking.history import teacher_predictions
+
+    if grid.pseudo is None:
+        return grid, None
+    run_id, probs = teacher_predictions(tracker, grid.pseudo.teacher)
+    return grid.model_copy(update={"pseudo": grid.pseudo.model_copy(update={"teacher": run_id})}), probs
 
 
 def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
@@ -161,6 +182,9 @@ def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
+    if args.pseudo:  # not a --set: a run id is text, and YAML would read some as numbers
+        rule = grid.pseudo.model_dump() if grid.pseudo else {}
+        grid = grid.model_copy(update={"pseudo": PseudoConfig.model_validate({**rule, "teacher": args.pseudo})})
     return dry_run(grid) if args.dry_run else run(grid, args.address, args.verbose, args.resume)
 
 

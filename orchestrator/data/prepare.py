@@ -7,18 +7,23 @@ import json
 import sys
 from dataclasses import dataclass
 
+import pandas as pd
+
 from orchestrator import storage
 from orchestrator.config import GridConfig, TrialTables
 from orchestrator.data import cache
 from orchestrator.data.folds import assign_folds, class_size_warnings
+from orchestrator.data.pseudo import select, with_pseudo
 from orchestrator.data.sources import SOURCES
 from orchestrator.data.tables import DataTables
+from orchestrator.errors import InputError
 
 
 @dataclass
 class PreparedData:
-    tables: DataTables  # train with its fold column
+    tables: DataTables  # train with its fold column (and a pseudo round's labelled test rows, fold TRAIN_ONLY)
     trial_tables: TrialTables
+    pseudo: pd.DataFrame | None = None  # the pseudo-labelled test rows: row_id (of the test table), target, confidence
 
 
 def data_fingerprint(tables: DataTables) -> str:
@@ -42,10 +47,18 @@ def load_checked(grid: GridConfig) -> DataTables:
     return tables
 
 
-def prepare_data(grid: GridConfig) -> PreparedData:
+def prepare_data(grid: GridConfig, teacher: pd.DataFrame | None = None) -> PreparedData:
+    """Check the source, assign folds and write the tables; `teacher`: a pseudo round's ensemble test probabilities."""
     tables = load_checked(grid)
     train = tables.train.copy()
     train["fold"] = assign_folds(train, grid.data.folds, grid.seed)
+    chosen = None
+    if teacher is not None:
+        if tables.test is None:
+            raise InputError(f"pseudo: the {grid.data.source} source at {grid.data.root} has no test set to pseudo-label")
+        chosen = select(teacher, grid.pseudo.threshold, grid.pseudo.top_fraction)
+        train = with_pseudo(train, tables.test, chosen)
+        tables = DataTables(train, tables.test, tables.classes)
     layout = grid.layout  # trials on every node read these tables
     storage.write_parquet(train, layout.folds_table)
     if tables.test is not None:
@@ -54,7 +67,7 @@ def prepare_data(grid: GridConfig) -> PreparedData:
                                num_classes=len(tables.classes), fingerprint=data_fingerprint(tables),
                                train_files=cache.files_fingerprint(train["image_path"].tolist()),
                                test_files=cache.files_fingerprint(tables.test["image_path"].tolist()) if tables.test is not None else "")
-    return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables)
+    return PreparedData(DataTables(train, tables.test, tables.classes), trial_tables, chosen)
 
 
 def warm_caches(prepared: PreparedData, framings: set[cache.Framing]) -> None:

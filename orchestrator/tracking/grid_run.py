@@ -30,6 +30,17 @@ def grid_datasets(grid: GridConfig, tables: Any) -> list[Any]:
     return out
 
 
+def round_note(grid: GridConfig, prepared: Any, experiment_id: str) -> str:
+    """A pseudo round's line in its grid run's description, linking its teacher; "" for a plain grid."""
+    if grid.pseudo is None or prepared.pseudo is None:
+        return ""
+    rule = (f"top probability >= {grid.pseudo.threshold}" if grid.pseudo.threshold is not None
+            else f"the most confident {grid.pseudo.top_fraction:.0%} of each predicted class")
+    teacher = grid.pseudo.teacher
+    return (f"**Pseudo-labels:** {len(prepared.pseudo)} of {len(prepared.tables.test)} test rows ({rule}) from "
+            f"ensemble run [`{teacher}`](#/experiments/{experiment_id}/runs/{teacher}) join every fold's training rows.")
+
+
 def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, work: Work, resume: bool,
                 datasets: list[Any]) -> str:
     """--resume: the grid's last parent run, reopened; otherwise a new one with the grid, its data and its plan."""
@@ -41,8 +52,9 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
         tracker.reopen_run(last.info.run_id, {"resumed": stamp})
         return last.info.run_id
     total = len(work.to_run) + len(work.reused)
-    parent_id = tracker.start_run(f"grid-{stamp}", "grid", tags={"trials": str(total), "reused": str(len(work.reused)),
-                                                                 **environment_tags()})
+    pseudo = {"pseudo_teacher": grid.pseudo.teacher, "pseudo_rows": str(len(prepared.pseudo))} if grid.pseudo else {}
+    parent_id = tracker.start_run(f"{'pseudo' if grid.pseudo else 'grid'}-{stamp}", "grid",
+                                  tags={"trials": str(total), "reused": str(len(work.reused)), **pseudo, **environment_tags()})
     tracker.log_params(parent_id, flatten(grid.model_dump(mode="json")))
     tracker.log_text(parent_id, yaml.safe_dump(grid.model_dump(mode="json"), sort_keys=False), RunFiles.GRID)
     tables = prepared.tables
@@ -50,22 +62,22 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
                        RunFiles.DATA)
     tracker.log_text(parent_id, json.dumps(tables.classes), RunFiles.CLASSES)
     tracker.log_datasets(parent_id, datasets)
-    tracker.describe(parent_id, plan_note(grid, work, len(tables.classes)))
+    tracker.describe(parent_id, plan_note(grid, work, len(tables.classes), round_note(grid, prepared, tracker.experiment_id)))
     return parent_id
 
 
-def plan_note(grid: GridConfig, work: Work, classes: int) -> str:
+def plan_note(grid: GridConfig, work: Work, classes: int, pseudo: str = "") -> str:
     folds = grid.data.folds.folds_to_train()
     axes = ", ".join(f"`{path}`" for path in grid.search) or "none"
     return (f"## {grid.name}\n\n**Plan:** {len(work.to_run) + len(work.reused)} trials over folds {folds} "
             f"({len(work.reused)} reused from earlier runs); models {', '.join(m.name for m in grid.models)}; "
             f"searched: {axes}; scheduler {grid.scheduler.kind} on {grid.scheduler.metric} ({grid.scheduler.mode}).\n\n"
-            f"**Data:** {grid.data.source} at `{grid.data.root}`, {classes} classes.\n\n(running: this note is "
-            f"replaced by the results when the grid ends)")
+            f"**Data:** {grid.data.source} at `{grid.data.root}`, {classes} classes.\n\n"
+            + (f"{pseudo}\n\n" if pseudo else "") + "(running: this note is replaced by the results when the grid ends)")
 
 
 def close_parent(tracker: Tracker, parent_id: str, grid: GridConfig, board: Any, summary_csv: str, cost: Cost,
-                 timing: Any, status: TrialStatus) -> None:
+                 timing: Any, status: TrialStatus, pseudo: str = "") -> None:
     """Log what the grid came to on its parent run and end it with `status`."""
     from orchestrator.tracking.plots import timeline_figure
 
@@ -77,13 +89,13 @@ def close_parent(tracker: Tracker, parent_id: str, grid: GridConfig, board: Any,
         tracker.log_metrics(parent_id, summary.metrics(), step=0)
         tracker.log_text(parent_id, summary.render(), RunFiles.TIME)
         tracker.log_figure(parent_id, timeline_figure(account), RunFiles.TIMELINE)
-    tracker.describe(parent_id, result_note(grid, board, cost, timing[0] if timing else None, status))
+    tracker.describe(parent_id, result_note(grid, board, cost, timing[0] if timing else None, status, pseudo))
     tracker.end_run(parent_id, status.mlflow_status)
 
 
-def result_note(grid: GridConfig, board: Any, cost: Cost, summary: Any, status: TrialStatus) -> str:
+def result_note(grid: GridConfig, board: Any, cost: Cost, summary: Any, status: TrialStatus, pseudo: str = "") -> str:
     metric = grid.scheduler.metric
-    lines = [f"## {grid.name}: {str(status).lower()}", ""]
+    lines = [f"## {grid.name}: {str(status).lower()}", ""] + ([pseudo, ""] if pseudo else [])
     if len(board) and board["mean"].notna().any():
         best = board.iloc[0]
         lines.append(f"**Best config:** `{best['config_id']}` ({best['model']}), {metric} {best['mean']:.4f} "

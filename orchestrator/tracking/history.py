@@ -55,3 +55,26 @@ def metric_history(tracker: Tracker, run_id: str, metric: str) -> dict[int, floa
 def latest_grid_run(tracker: Tracker) -> Any | None:
     runs = tracker.runs("grid")
     return runs[0] if runs else None
+
+
+def teacher_predictions(tracker: Tracker, ref: str) -> tuple[str, Any]:
+    """A pseudo round's teacher: the ensemble run `ref` (a run id, or `latest`) and its blended test probabilities."""
+    from orchestrator.errors import InputError
+    from orchestrator.layout import RunFiles
+
+    if ref == "latest":
+        found = tracker.runs("ensemble")
+        if not found:
+            raise InputError(f"pseudo.teacher: latest: experiment {tracker.experiment_name!r} has no ensemble run yet; "
+                             f"run `python -m orchestrator.ensemble` on the grid first")
+        run = found[0]
+    else:
+        run = next((r for r in tracker.runs("ensemble") if r.info.run_id == ref), None)
+        if run is None:
+            raise InputError(f"pseudo.teacher: {ref!r} is not an ensemble run of experiment {tracker.experiment_name!r}; "
+                             f"give the run id the ensemble job printed, or latest")
+    try:
+        return run.info.run_id, tracker.load_frame(run.info.run_id, RunFiles.ENSEMBLE_TEST)
+    except Exception:  # noqa: BLE001 - MLflow raises its own kinds for a missing artifact
+        raise InputError(f"pseudo.teacher: ensemble run {run.info.run_id} has no {RunFiles.ENSEMBLE_TEST} (made by an "
+                         f"older version, or the data has no test set); run the ensemble again") from None

@@ -68,7 +68,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri
+        self.uri, self.experiment_name = uri, experiment
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:

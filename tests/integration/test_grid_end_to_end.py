@@ -233,6 +233,22 @@ def test_mask_grid_to_submission(tmp_path, mask_root):
     assert list(submission.columns) == ["ImageID", "ans"] and submission["ImageID"].tolist() == info["ImageID"].tolist()
     assert submission["ans"].between(0, 17).all()
 
+    # a pseudo-labelling round: every eval image, labelled by that ensemble, joins both folds' training rows
+    round_two = run_cli("orchestrator.run", str(grid_file), "--pseudo", "latest", "--set", "pseudo.top_fraction=1.0", cwd=tmp_path)
+    assert round_two.returncode == 0 and "Pseudo-labels: 5 of 5 test rows" in round_two.stdout
+    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
+    (pseudo_parent,) = [r for r in runs if r.data.tags["orchestrator.role"] == "grid" and "pseudo_teacher" in r.data.tags]
+    assert pseudo_parent.data.tags["pseudo_teacher"] == ensemble_run.info.run_id and pseudo_parent.data.tags["pseudo_rows"] == "5"
+    assert f"runs/{ensemble_run.info.run_id}" in pseudo_parent.data.tags["mlflow.note.content"]  # a link to its teacher
+    round_configs = {r.data.tags["config_id"] for r in runs if r.data.tags["orchestrator.role"] == "trial"
+                     and r.data.tags.get("mlflow.parentRunId") == pseudo_parent.info.run_id}
+    assert len(round_configs) == 2  # its own configs: its rows differ, so nothing is reused
+    assert run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path).returncode == 0
+    latest = max((r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
+                  if r.data.tags["orchestrator.role"] == "ensemble"), key=lambda r: r.info.start_time)
+    members = set(latest.data.params["members"].split(","))
+    assert len(members) == 4 and round_configs < members  # the ensemble combines both rounds
+
 
 @pytest.mark.integration
 def test_optuna_searcher_proposes_configs_that_train_every_fold(tmp_path, quickdraw_root):
