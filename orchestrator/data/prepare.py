@@ -57,6 +57,10 @@ def prepare_data(grid: GridConfig, teacher: pd.DataFrame | None = None) -> Prepa
         if tables.test is None:
             raise InputError(f"pseudo: the {grid.data.source} source at {grid.data.root} has no test set to pseudo-label")
         chosen = select(teacher, grid.pseudo.threshold, grid.pseudo.top_fraction)
+        if chosen.empty:
+            top = teacher.filter(like="prob_").to_numpy().max(1).max()
+            raise InputError(f"pseudo.threshold: no test row of ensemble run {grid.pseudo.teacher} reaches "
+                             f"{grid.pseudo.threshold} (the most confident is {top:.3f}); lower it, or give pseudo.top_fraction")
         train = with_pseudo(train, tables.test, chosen)
         tables = DataTables(train, tables.test, tables.classes)
     layout = grid.layout  # trials on every node read these tables

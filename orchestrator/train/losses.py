@@ -78,14 +78,17 @@ class SoftTargetCrossEntropy(torch.nn.Module):
 
 
 class F1Loss(torch.nn.Module):
-    """1 - soft macro F1: optimises the Mask competition's metric directly (differentiable counts)."""
+    """1 - soft macro F1: optimises the Mask competition's metric directly (differentiable counts).
 
-    def __init__(self, smoothing: float, eps: float = 1e-7):
+    Label smoothing does not apply: smoothed targets would keep even perfect predictions from a loss of 0.
+    """
+
+    def __init__(self, eps: float = 1e-7):
         super().__init__()
-        self.smoothing, self.eps = smoothing, eps
+        self.eps = eps
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        target = soft_targets(targets, logits.shape[1], self.smoothing)
+        target = soft_targets(targets, logits.shape[1])
         probs = logits.float().softmax(1)
         tp = (probs * target).sum(0)
         precision = tp / (probs.sum(0) + self.eps)
@@ -99,7 +102,7 @@ LOSSES: dict[str, Callable[[LossSpec, Sequence[int]], torch.nn.Module]] = {
     "cross_entropy": lambda cfg, counts: CrossEntropy(cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "focal": lambda cfg, counts: FocalLoss(cfg.gamma, cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "soft_target": lambda cfg, counts: SoftTargetCrossEntropy(cfg.label_smoothing),
-    "f1": lambda cfg, counts: F1Loss(cfg.label_smoothing),
+    "f1": lambda cfg, counts: F1Loss(),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -10,15 +11,30 @@ import torch
 if TYPE_CHECKING:  # types only: config imports this registry to check names
     from orchestrator.config import LRSchedulerConfig, OptimizerConfig
 
-# name -> timm optimizer name (create_optimizer_v2 does the work)
-OPTIMIZERS: dict[str, str] = {"adamw": "adamw", "adam": "adam", "sgd": "sgd", "radam": "radam", "lamb": "lamb"}
+@dataclass(frozen=True)
+class OptimizerDefaults:
+    timm_name: str  # what create_optimizer_v2 is asked for
+    lr: float  # what a grid that sets no train.optimizer.lr gets
+    weight_decay: float
+
+
+# name -> timm optimizer and the lr / weight decay a grid gets when it sets none (adaptive optimizers take
+# 2e-3 and decoupled decay 0.05; SGD with momentum needs ~50x the step and L2-sized decay)
+OPTIMIZERS: dict[str, OptimizerDefaults] = {
+    "adamw": OptimizerDefaults("adamw", 2e-3, 0.05),  # measured: 1e-3 / 2e-3 / 4e-3 (README, "Defaults")
+    "adam": OptimizerDefaults("adam", 2e-3, 0.0),
+    "radam": OptimizerDefaults("radam", 2e-3, 0.0),
+    "lamb": OptimizerDefaults("lamb", 4e-3, 0.05),
+    "sgd": OptimizerDefaults("sgd", 0.1, 5e-4),  # measured: 0.03 / 0.1
+}
 
 
 def create_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     from timm.optim import create_optimizer_v2
 
+    cfg = cfg.resolved()
     kwargs: dict[str, Any] = {"momentum": cfg.momentum} if cfg.name == "sgd" else {}
-    return create_optimizer_v2(model, opt=OPTIMIZERS[cfg.name], lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+    return create_optimizer_v2(model, opt=OPTIMIZERS[cfg.name].timm_name, lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
 def _timm(sched: str, per_update: bool) -> Callable[..., Any]:
@@ -30,7 +46,7 @@ def _timm(sched: str, per_update: bool) -> Callable[..., Any]:
         cycles = cfg.restarts + 1  # warm restarts: the cycles share the epochs, each cycle_mul times the one before
         first = epochs / sum(cfg.cycle_mul**i for i in range(cycles))
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched=sched, num_epochs=first, warmup_epochs=cfg.warmup_epochs, warmup_lr=cfg.warmup_lr,
+            optimizer, sched=sched, num_epochs=first, warmup_epochs=warmup(cfg, epochs), warmup_lr=cfg.warmup_lr,
             min_lr=cfg.min_lr, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
             patience_epochs=cfg.patience_epochs, plateau_mode=mode, step_on_epochs=not per_update, updates_per_epoch=steps,
             cycle_limit=cycles, cycle_mul=cfg.cycle_mul, cycle_decay=cfg.cycle_decay,
@@ -40,13 +56,18 @@ def _timm(sched: str, per_update: bool) -> Callable[..., Any]:
     return factory
 
 
+def warmup(cfg: LRSchedulerConfig, epochs: int) -> int:
+    """Warmup epochs, never the trial's last one (a 1-epoch trial would otherwise never reach its lr)."""
+    return min(cfg.warmup_epochs, max(epochs - 1, 0))
+
+
 class OneCycle:
     """torch's OneCycleLR behind timm's scheduler interface (step_update per batch, step per epoch)."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: int, steps: int, mode: str):
         max_lr = [group["lr"] for group in optimizer.param_groups]
         self.schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lr, total_steps=max(1, epochs * steps), pct_start=max(cfg.warmup_epochs, 0.3 * epochs) / epochs,
+            optimizer, max_lr=max_lr, total_steps=max(1, epochs * steps), pct_start=max(warmup(cfg, epochs), 0.3 * epochs) / epochs,
             final_div_factor=max(max_lr) / max(cfg.min_lr, 1e-12) / 25,
         )
 

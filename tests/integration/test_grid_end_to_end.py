@@ -186,23 +186,34 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
 
 
 @pytest.mark.integration
-def test_mixup_ema_tta_trial_logs_their_metrics(tmp_path, quickdraw_root, report_figure):
+def test_recipe_options_train_together_and_log_their_metrics(tmp_path, quickdraw_root, report_figure):
+    """MixUp/CutMix, EMA, TTA, an AutoAugment-style sketch policy with a curriculum, progressive resizing and
+    cosine warm restarts in one real trial."""
     grid = quickdraw_grid(quickdraw_root, "recipes", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
                           tta={"hflip": True, "scales": [1.0, 1.1]})
-    grid["train"].update(epochs=3, batch_size=32, augment="sketch_heavy", ema={"decay": 0.99},
-                         mix={"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "off_epoch": 2})
+    grid["train"].update(epochs=3, batch_size=32, augment="autoaugment_sketch", ema={"decay": 0.99},
+                         mix={"mixup_alpha": 0.2, "cutmix_alpha": 1.0, "off_epoch": 2},
+                         curriculum={"start": 0.3, "full_at_epoch": 2},
+                         progressive_resize=[{"epochs": [0, 1], "image_size": 24}],
+                         scheduler={"name": "cosine", "warmup_epochs": 0, "restarts": 1})
     grid["data"]["folds"]["use"] = [0]
     result = run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "recipes")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = mlflow_runs(uri, "recipes")
     (child,) = [r for r in runs if r.data.tags["orchestrator.role"] == "trial"]
     (parent,) = [r for r in runs if r.data.tags["orchestrator.role"] == "grid"]
     assert child.info.status == "FINISHED"
     metrics = child.data.metrics
     assert {"oof_acc", "oof_acc_tta", "oof_f1", "oof_f1_tta"} <= set(metrics)
     assert parent.data.params["train.ema.decay"] == "0.99" and parent.data.params["train.mix.cutmix_alpha"] == "1.0"
-    report_figure(f"mixup+cutmix+EMA+TTA trial (resnet10t, 3 epochs): OOF acc {metrics['oof_acc']:.4f} plain, "
-                  f"{metrics['oof_acc_tta']:.4f} with TTA (hflip x scales 1.0, 1.1)")
+    assert parent.data.params["train.augment"] == "autoaugment_sketch"
+    from mlflow.tracking import MlflowClient
+
+    lr = [m.value for m in sorted(MlflowClient(uri).get_metric_history(child.info.run_id, "lr"), key=lambda m: m.step)]
+    assert lr[2] > lr[1]  # the warm restart: the second cycle starts halfway through epoch 2
+    report_figure(f"recipe trial (resnet10t, 3 epochs, mixup+cutmix, EMA, autoaugment_sketch + curriculum, 24 px "
+                  f"then 32, warm restart): OOF acc {metrics['oof_acc']:.4f} plain, {metrics['oof_acc_tta']:.4f} with TTA")
 
 
 @pytest.mark.integration

@@ -48,10 +48,11 @@ def test_the_heads_loss_is_the_weighted_sum_of_each_heads_own_loss():
     torch.manual_seed(1)
     composed = ComposedHeads(torch.nn.Linear(5, 8), MASK)(torch.randn(6, 5))
     targets = torch.randint(0, 18, (6,))
-    cfg = LossConfig(heads={"age": {"name": "focal", "gamma": 2.0, "weight": 2.0}, "gender": {"weight": 0.5}})
+    cfg = LossConfig(label_smoothing=0.0, heads={"age": {"name": "focal", "gamma": 2.0, "weight": 2.0, "label_smoothing": 0.0},
+                                                 "gender": {"weight": 0.5, "label_smoothing": 0.0}})
     loss = create_loss(cfg, [10] * 18, heads="mask")(composed, targets)
     heads, truth = MASK.split(composed), MASK.targets(targets)
-    focal = create_loss(LossConfig(name="focal", gamma=2.0), [1, 1, 1])(heads[2], truth[2])
+    focal = create_loss(LossConfig(name="focal", gamma=2.0, label_smoothing=0.0), [1, 1, 1])(heads[2], truth[2])
     expected = F.cross_entropy(heads[0], truth[0]) + 0.5 * F.cross_entropy(heads[1], truth[1]) + 2.0 * focal
     assert torch.isclose(loss, expected, atol=1e-5)
     soft = F.one_hot(targets, 18).float()  # MixUp's soft targets give the same loss as their hard labels

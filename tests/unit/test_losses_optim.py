@@ -114,3 +114,56 @@ def test_cosine_with_warm_restarts_climbs_back_to_a_decayed_peak():
     assert peaks[0] == pytest.approx(0.5, rel=0.2) and peaks[1] == pytest.approx(0.25, rel=0.2)  # each peak halves
     with pytest.raises(ValueError, match="restarts: warm restarts are cycles of the cosine"):
         LRSchedulerConfig(name="step", restarts=1)
+
+
+def test_a_grid_that_sets_no_lr_gets_its_optimizers_own_and_a_trial_records_it():
+    from orchestrator.config import TrialTables, parse_grid
+    from orchestrator.search.plan import plan_trials
+
+    grid = parse_grid({"name": "g", "data": {}, "models": [{"name": "test_resnet"}],
+                       "search": {"train.optimizer.name": {"grid": ["adamw", "sgd"]}}})
+    assert grid.train.optimizer.lr is None  # the grid says "the optimizer's default"...
+    tables = TrialTables(folds_path="f", test_path=None, num_classes=3)
+    trials = {p.config.train.optimizer.name: p.config.train.optimizer for p in plan_trials(grid, tables)}
+    assert (trials["adamw"].lr, trials["adamw"].weight_decay) == (2e-3, 0.05)  # ...each trial holds the number
+    assert (trials["sgd"].lr, trials["sgd"].weight_decay) == (0.1, 5e-4)
+    assert OptimizerConfig(name="sgd", lr=0.02).resolved().lr == 0.02  # a value the grid gives is kept
+    optimizer = create_optimizer(torch.nn.Linear(2, 2), OptimizerConfig(name="sgd"))
+    assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_a_resumed_warm_restart_schedule_continues_where_it_stopped():
+    cfg = LRSchedulerConfig(name="cosine", warmup_epochs=1, restarts=2, cycle_mul=1.5, cycle_decay=0.7)
+
+    def run(updates: range, state=None):
+        optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+        scheduler = create_lr_scheduler(optimizer, cfg, epochs=8, steps_per_epoch=5)
+        if state is not None:  # what restore() does with a checkpoint's train_state
+            optimizer.load_state_dict(state[0])
+            scheduler.load_state_dict(state[1])
+        lrs = []
+        for update in updates:
+            scheduler.step_update(num_updates=update)
+            lrs.append(optimizer.param_groups[0]["lr"])
+        return lrs, (optimizer.state_dict(), scheduler.state_dict())
+
+    whole, _ = run(range(1, 41))
+    first, state = run(range(1, 18))  # stopped in epoch 4, mid second cycle
+    second, _ = run(range(18, 41), state)
+    assert first + second == pytest.approx(whole)
+
+
+def test_the_default_warmup_never_takes_a_trials_last_epoch():
+    def per_update(epochs: int, **kw) -> list[float]:
+        optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=1.0)
+        scheduler = create_lr_scheduler(optimizer, LRSchedulerConfig(min_lr=0.0, **kw), epochs, steps_per_epoch=5)
+        out = []
+        for update in range(epochs * 5):
+            scheduler.step_update(num_updates=update)
+            out.append(optimizer.param_groups[0]["lr"])
+        return out
+
+    assert LRSchedulerConfig().warmup_epochs == 1
+    assert per_update(1) == per_update(1, warmup_epochs=0)  # one epoch: no warmup, it starts at the peak
+    two = per_update(2)
+    assert two[0] < 0.01 and two[2] == pytest.approx(0.4, abs=0.01) and max(two) < 1.0  # epoch 1 warms up
