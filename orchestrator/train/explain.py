@@ -40,6 +40,10 @@ def cam_layer(model: torch.nn.Module, image_size: int) -> tuple[torch.nn.Module,
 
     A CNN is explained at its deepest feature stage whose map still has MIN_MAP cells per side.
     """
+    from orchestrator.train.heads import ComposedHeads
+
+    if isinstance(model, ComposedHeads):  # its layers are the backbone's (Grad-CAM still targets a composed class)
+        return cam_layer(model.model, image_size)
     blocks = getattr(model, "blocks", None)
     prefix = getattr(model, "num_prefix_tokens", None)
     if prefix is not None and blocks is not None and hasattr(blocks[-1], "norm1"):

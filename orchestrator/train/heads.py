@@ -79,7 +79,10 @@ class ComposedHeads(torch.nn.Module):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            return getattr(self.__dict__["_modules"]["model"], name)
+            backbone = self.__dict__.get("_modules", {}).get("model")
+            if backbone is None:  # mid-construction or unpickling: nothing to delegate to yet
+                raise
+            return getattr(backbone, name)
 
 
 class HeadsLoss(torch.nn.Module):

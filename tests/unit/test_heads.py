@@ -98,3 +98,17 @@ def test_the_plan_refuses_heads_that_do_not_compose_the_datas_classes():
         plan_trials(grid, tables)
     with pytest.raises(InputError, match="unknown heads 'glasses'; valid: mask"):
         parse_grid({"name": "g", "data": {}, "models": [{"name": "test_resnet", "heads": "glasses"}]})
+
+
+def test_grad_cam_explains_a_composed_class_of_a_multi_head_model():
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from orchestrator.train.explain import cam_layer
+
+    torch.manual_seed(0)
+    model = create_model("resnet10t", 18, heads="mask").eval()
+    layer, reshape = cam_layer(model, 32)
+    with GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
+        maps = cam(input_tensor=torch.randn(2, 3, 32, 32), targets=[ClassifierOutputTarget(13)] * 2)
+    assert maps.shape == (2, 32, 32) and maps.std() > 0
