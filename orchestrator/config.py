@@ -186,7 +186,7 @@ class OptimizerConfig(Strict):
 class LRSchedulerConfig(Strict):
     name: str = "cosine"  # cosine | step | plateau | one_cycle | constant
     # a linear warmup (never the trial's last epoch); with label smoothing 0.1 and AdamW 2e-3 the defaults that
-    # matched or beat a plain one-cycle loop on quickdraw10 (README, "Defaults")
+    # matched or beat a plain one-cycle loop on quickdraw10 (README, "Competition techniques")
     warmup_epochs: int = Field(1, ge=0)
     warmup_lr: float = Field(1e-5, ge=0)
     min_lr: float = Field(1e-6, ge=0)

@@ -83,10 +83,10 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.tracking.trials import TrialBook
 
     grid = settle_local_mode(grid, address)
-    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
-    grid, teacher = pseudo_teacher(grid, tracker)
+    grid, teacher = pseudo_teacher(grid)
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
-    prepared = prepare_data(grid, teacher)
+    prepared = prepare_data(grid, teacher)  # before MLflow: bad data exits 2 having touched nothing
+    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     pseudo = round_note(grid, prepared, tracker.experiment_id)
     if pseudo:
         print(pseudo.replace("**", "").split(" from ensemble run")[0] + f" from ensemble run {grid.pseudo.teacher}", flush=True)
@@ -146,13 +146,14 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     return EXIT_ERROR if failed or interrupted else EXIT_OK
 
 
-def pseudo_teacher(grid: GridConfig, tracker) -> tuple[GridConfig, Any]:
+def pseudo_teacher(grid: GridConfig) -> tuple[GridConfig, Any]:
     """A pseudo round's teacher resolved to its run id (`latest` would move), and its test probabilities; else None."""
     from orchestrator.tracking.history import teacher_predictions
+    from orchestrator.tracking.mlflow_store import Tracker
 
     if grid.pseudo is None:
         return grid, None
-    run_id, probs = teacher_predictions(tracker, grid.pseudo.teacher)
+    run_id, probs = teacher_predictions(Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root), grid.pseudo.teacher)
     return grid.model_copy(update={"pseudo": grid.pseudo.model_copy(update={"teacher": run_id})}), probs
 
 

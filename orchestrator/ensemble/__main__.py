@@ -120,6 +120,16 @@ def _tuning_metrics(tuning) -> dict[str, float]:
             "oof_f1_offsets_fitted": tuning.fitted_after, "f1_offsets_kept": float(tuning.offsets is not None)}
 
 
+def served_probabilities(probs: list[np.ndarray], fit, offsets) -> np.ndarray:
+    """What the served model gives for these members' probabilities: their blend (rank's weights on probabilities,
+    since one image has no ranks) shifted by the offsets (not rank's: they were fitted on ranks)."""
+    from orchestrator.blend import blend, shift
+
+    if fit.method == "rank":
+        return blend(probs, fit.weights)
+    return shift(blend(probs, fit.weights, fit.method), offsets)
+
+
 def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]) -> Path | None:
     """Write (and log) the submission and the blended test probabilities; None when the source has no test set."""
     from orchestrator.blend import blend, shift
@@ -130,8 +140,9 @@ def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[
     if any(m.test is None for m in chosen):
         print("no test predictions (the data source has no test set): no submission written")
         return None
-    probs = shift(blend(inputs_for(fit.method, [m.test_probs for m in chosen]), fit.weights, fit.method), offsets)
-    predicted = probs.argmax(1)
+    tests = [m.test_probs for m in chosen]
+    predicted = shift(blend(inputs_for(fit.method, tests), fit.weights, fit.method), offsets).argmax(1)
+    probs = served_probabilities(tests, fit, offsets)
     test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
     submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
     output = Path(grid.ensemble.output).resolve()
@@ -161,7 +172,8 @@ def _publish(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str
     cfg = grid.ensemble
     example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
     with tempfile.TemporaryDirectory() as folder:
-        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), offsets)
+        served_offsets = None if fit.method == "rank" else offsets  # rank's were fitted on ranks (see served_probabilities)
+        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets)
         print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} fold models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)

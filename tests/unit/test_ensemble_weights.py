@@ -69,3 +69,16 @@ def test_auto_keeps_the_method_with_the_best_oof_score():
     assert set(fit.tried) == {"hill_climb", "mean", "rank", "vote"}
     assert fit.score == max(fit.tried.values()) == accuracy(fit.oof, y)
     assert fit_ensemble("vote", members, y, accuracy, 20).tried.keys() == {"vote"}
+
+
+def test_the_served_probabilities_are_what_one_image_can_get():
+    from orchestrator.blend import shift
+    from orchestrator.ensemble.__main__ import served_probabilities
+
+    members, y = noisy_members(4, n=50, classes=3, members=3)
+    offsets = np.array([0.0, 1.0, -1.0])
+    for method in ("hill_climb", "vote", "rank"):
+        fit = fit_ensemble(method, members, y, accuracy, 10)
+        served = served_probabilities(members, fit, offsets)
+        expected = blend(members, fit.weights) if method == "rank" else shift(blend(members, fit.weights, method), offsets)
+        assert np.allclose(served, expected) and np.allclose(served.sum(1), 1)
