@@ -88,8 +88,9 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     prepared = prepare_data(grid, teacher)  # before MLflow: bad data exits 2 having touched nothing
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
     pseudo = round_note(grid, prepared, tracker.experiment_id)
-    if pseudo:
-        print(pseudo.replace("**", "").split(" from ensemble run")[0] + f" from ensemble run {grid.pseudo.teacher}", flush=True)
+    if prepared.pseudo is not None:
+        print(f"Pseudo-labels: {len(prepared.pseudo)} of {len(prepared.tables.test)} test rows from ensemble run "
+              f"{grid.pseudo.teacher} join every fold's training rows", flush=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     plan = plan_trials(grid, prepared.trial_tables)
     work = sort_out(grid, plan, tracker, resume)
