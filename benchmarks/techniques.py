@@ -51,33 +51,25 @@ TECHNIQUES = {
     "sketch_light": ("the sketch_light preset (for reference)", {"augment": "sketch_light"}),
 }
 
+
+def recipe(lr: float, optimizer: str = "adamw", schedule: str = "cosine", warmup: int = 1, smoothing: float = 0.1) -> dict:
+    """The train overrides of one recipe the defaults were chosen from."""
+    extra = {"weight_decay": 5.0e-4} if optimizer == "sgd" else {}
+    return {"scheduler": {"name": schedule, "warmup_epochs": warmup}, "loss": {"label_smoothing": smoothing},
+            "optimizer": {"name": optimizer, "lr": lr, **extra}}
+
+
 STUDY = {  # the recipes the defaults were chosen from
     "old_defaults": ("cosine, no warmup, no label smoothing, AdamW 1e-3", OLD_DEFAULTS),
-    "cosine_w1_ls": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 1e-3",
-                     {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.1},
-                      "optimizer": {"name": "adamw", "lr": 1.0e-3}}),
-    "one_cycle_ls": ("one-cycle, label smoothing 0.1, AdamW 1e-3", {"scheduler": {"name": "one_cycle"},
-                     "loss": {"label_smoothing": 0.1}, "optimizer": {"name": "adamw", "lr": 1.0e-3}}),
-    "cosine_w1_ls_2e-3": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 2e-3",
-                          {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.1},
-                           "optimizer": {"name": "adamw", "lr": 2.0e-3}}),
-    "cosine_w1_ls_4e-3": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 4e-3",
-                          {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.1},
-                           "optimizer": {"name": "adamw", "lr": 4.0e-3}}),
-    "cosine_w1_2e-3": ("cosine, 1 warmup epoch, no label smoothing, AdamW 2e-3",
-                       {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.0},
-                        "optimizer": {"name": "adamw", "lr": 2.0e-3}}),
-    "cosine_ls_2e-3": ("cosine, no warmup, label smoothing 0.1, AdamW 2e-3",
-                       {"scheduler": {"name": "cosine", "warmup_epochs": 0}, "loss": {"label_smoothing": 0.1},
-                        "optimizer": {"name": "adamw", "lr": 2.0e-3}}),
-    "one_cycle_ls_2e-3": ("one-cycle, label smoothing 0.1, AdamW 2e-3", {"scheduler": {"name": "one_cycle"},
-                          "loss": {"label_smoothing": 0.1}, "optimizer": {"name": "adamw", "lr": 2.0e-3}}),
-    "sgd_0.03": ("cosine, 1 warmup epoch, label smoothing 0.1, SGD 0.03",
-                 {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.1},
-                  "optimizer": {"name": "sgd", "lr": 0.03, "weight_decay": 5.0e-4}}),
-    "sgd_0.1": ("cosine, 1 warmup epoch, label smoothing 0.1, SGD 0.1",
-                {"scheduler": {"name": "cosine", "warmup_epochs": 1}, "loss": {"label_smoothing": 0.1},
-                 "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 5.0e-4}}),
+    "cosine_w1_ls": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 1e-3", recipe(1.0e-3)),
+    "one_cycle_ls": ("one-cycle, label smoothing 0.1, AdamW 1e-3", recipe(1.0e-3, schedule="one_cycle", warmup=0)),
+    "cosine_w1_ls_2e-3": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 2e-3", recipe(2.0e-3)),
+    "cosine_w1_ls_4e-3": ("cosine, 1 warmup epoch, label smoothing 0.1, AdamW 4e-3", recipe(4.0e-3)),
+    "cosine_w1_2e-3": ("cosine, 1 warmup epoch, no label smoothing, AdamW 2e-3", recipe(2.0e-3, smoothing=0.0)),
+    "cosine_ls_2e-3": ("cosine, no warmup, label smoothing 0.1, AdamW 2e-3", recipe(2.0e-3, warmup=0)),
+    "one_cycle_ls_2e-3": ("one-cycle, label smoothing 0.1, AdamW 2e-3", recipe(2.0e-3, schedule="one_cycle", warmup=0)),
+    "sgd_0.03": ("cosine, 1 warmup epoch, label smoothing 0.1, SGD 0.03", recipe(0.03, "sgd")),
+    "sgd_0.1": ("cosine, 1 warmup epoch, label smoothing 0.1, SGD 0.1", recipe(0.1, "sgd")),
 }
 
 

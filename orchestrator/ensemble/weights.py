@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.blend import blend
+from orchestrator.scoring import fast_macro_f1
 
 Score = Callable[[np.ndarray, np.ndarray], float]
 
@@ -22,9 +23,7 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def macro_f1(probs: np.ndarray, y: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(y, probs.argmax(1), average="macro"))
+    return fast_macro_f1(probs.argmax(1), y, probs.shape[1])
 
 
 def neg_log_loss(probs: np.ndarray, y: np.ndarray) -> float:
@@ -98,8 +97,9 @@ def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Sco
     """Weights for `method` on the members' OOF probabilities; `auto` fits every method and keeps the best OOF score."""
     fits = []
     for name in METHODS if method == "auto" else (method,):
-        weights = fit_weights(name, inputs_for(name, probs), y, score, iterations)
-        blended = blend(inputs_for(name, probs), weights, name)
+        inputs = inputs_for(name, probs)
+        weights = fit_weights(name, inputs, y, score, iterations)
+        blended = blend(inputs, weights, name)
         fits.append(Fit(name, weights, blended, score(blended, y), {}))
     best = max(fits, key=lambda f: f.score)  # max keeps the first of equal scores: METHODS' order
     return dataclasses.replace(best, tried={f.method: f.score for f in fits})
