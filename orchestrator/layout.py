@@ -1,13 +1,14 @@
 """Every path a grid writes, formatted here and nowhere else.
 
-Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, file://):
+Storage (a local folder, an NFS mount every node sees, or a URI: s3://, gs://, file://; a URI's
+query, e.g. `?endpoint_override=...`, stays at the end of every path built here):
 
     <tracking.storage>/<grid name>/
       data/folds.parquet            train rows with their fold (written once per grid; trials read it)
       data/folds-pseudo-<id>.parquet  a pseudo-labelling round's: the same rows plus its pseudo-labelled test rows
       data/test.parquet             test rows
       trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation
-        epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt
+        epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt, MANIFEST.json last (the commit)
         predictions/                OOF + test predictions of the best epoch, by a trial that ended by itself
       tune/<time>/                  Ray Tune's experiment state of one invocation
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orchestrator.storage import resolve
+from orchestrator.storage import join, resolve
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -33,36 +34,36 @@ class GridLayout:
 
     @classmethod
     def of(cls, storage: str, grid_name: str, round: str | None = None) -> GridLayout:
-        return cls(f"{resolve(storage)}/{grid_name}", round)
+        return cls(join(resolve(storage), grid_name), round)
 
     @property
     def folds_table(self) -> str:
-        return f"{self.root}/data/folds{f'-{self.round}' if self.round else ''}.parquet"
+        return join(self.root, "data", f"folds{f'-{self.round}' if self.round else ''}.parquet")
 
     @property
     def test_table(self) -> str:
-        return f"{self.root}/data/test.parquet"
+        return join(self.root, "data", "test.parquet")
 
     @property
     def trials(self) -> str:
         """Ray Train's storage_path: its run name is the trial key."""
-        return f"{self.root}/trials"
+        return join(self.root, "trials")
 
     def trial_dir(self, trial_key: str) -> str:
         """One trial's folder: its checkpoints (and, out of local mode, Ray Train's checkpoint manager snapshot)."""
-        return f"{self.trials}/{trial_key}"
+        return join(self.trials, trial_key)
 
     def checkpoint(self, trial_key: str, epoch: int) -> str:
-        return f"{self.trial_dir(trial_key)}/{checkpoint_dir_name(epoch)}"
+        return join(self.trial_dir(trial_key), checkpoint_dir_name(epoch))
 
     def predictions(self, trial_key: str) -> str:
         """Where a trial that ended by itself leaves its best epoch's OOF + test frames (no prediction task then)."""
-        return f"{self.trial_dir(trial_key)}/predictions"
+        return join(self.trial_dir(trial_key), "predictions")
 
     @property
     def tune(self) -> str:
         """Ray Tune's storage_path: one experiment folder per invocation, named by its start time."""
-        return f"{self.root}/tune"
+        return join(self.root, "tune")
 
 
 class RunFiles:

@@ -65,6 +65,9 @@ class Progress:
         self._emit(f"{record.key}: training failed; retry {record.retries}/{record.planned.config.resources.max_failures}"
                    f" continues from the checkpoint of epoch {epoch}")
 
+    def note(self, record, text: str) -> None:
+        self._emit(f"{record.key}: {text}")
+
     def trial_ended(self, record) -> None:
         how = "completed" if record.status is TrialStatus.FINISHED else "stopped early by the scheduler"
         then = ("its OOF + test predictions are in" if record.predicted_itself

@@ -64,6 +64,8 @@ class TrackingCallback(Callback):
         if not report.replay:
             self.account.reported(record.key, report.epoch_time_s)
         news = self.book.result(record, report)
+        if report.restore_note:
+            self.progress.note(record, report.restore_note)
         if news.new_epoch:
             self.runs.log_epoch(record, report)
         if news.retried:

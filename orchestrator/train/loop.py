@@ -157,7 +157,7 @@ def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Modul
         return False
 
 
-def replay(session: Session, progress: Progress, attempt: int) -> bool:
+def replay(session: Session, progress: Progress, attempt: int, note: str = "") -> bool:
     """Re-report a restored checkpoint's epoch (the driver skips what it logged already); True if the trial had ended.
 
     A driver killed after an epoch's checkpoint was saved but before it logged the
@@ -166,7 +166,8 @@ def replay(session: Session, progress: Progress, attempt: int) -> bool:
     last = EpochReport.from_result(progress.last_report or {})
     if last is None:
         return False
-    session.report(dataclasses.replace(last, checkpoint_rank=-1.0, replay=True, attempt=attempt, worker_node=worker_node()))
+    session.report(dataclasses.replace(last, checkpoint_rank=-1.0, replay=True, attempt=attempt, worker_node=worker_node(),
+                                       restore_note=note))
     return last.trial_done
 
 
@@ -186,7 +187,8 @@ def should_stop(trial: TrialConfig, progress: Progress) -> bool:
 def train_worker(config: dict[str, Any]) -> None:
     """Ray Train per-worker entry point; `config` is a TrialConfig as a dict."""
     trial = TrialConfig.model_validate(config)
-    run_loop(trial, InTrial(trial.layout.trial_dir(trial.trial_key)) if trial.resources.in_trial else TrainWorkers())
+    trial_dir = trial.layout.trial_dir(trial.trial_key)
+    run_loop(trial, InTrial(trial_dir) if trial.resources.in_trial else TrainWorkers(trial_dir))
 
 
 def run_loop(trial: TrialConfig, session: Session) -> None:
@@ -211,9 +213,10 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
                         trial.data.image_size)
     progress = restore(session, model, parts)
-    node = worker_node()
-    if replay(session, progress, trial.attempt):
+    node, note = worker_node(), "; ".join(session.notes)  # the note goes with the first report, replayed or new
+    if replay(session, progress, trial.attempt, note):
         return
+    note = "" if progress.last_report else note
     for epoch in range(progress.next_epoch, cfg.epochs):
         start = time.perf_counter()
         setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
@@ -233,7 +236,8 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             epoch_time_s=time.perf_counter() - start, images_per_s=seen * session.world / max(train_time, 1e-9),
             checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
             best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted,
-            system=sampler.take() if sampler is not None else {}, heads=per_head)
+            system=sampler.take() if sampler is not None else {}, heads=per_head, restore_note=note)
+        note = ""
         report(session, epoch_report, model, parts, progress)
         if done:
             return

@@ -126,21 +126,21 @@ def save_frames(frames: dict, folder: str) -> None:
     """Write predict_frames' output under `folder` (a path or URI): oof/test parquet, metrics.json last."""
     import json
 
-    from orchestrator.storage import write_parquet, write_text
+    from orchestrator.storage import join, write_parquet, write_text
 
     for name in ("oof", "test"):
         if name in frames:
-            write_parquet(frames[name], f"{folder}/{name}.parquet")
-    write_text(json.dumps(frames["metrics"]), f"{folder}/metrics.json")
+            write_parquet(frames[name], join(folder, f"{name}.parquet"))
+    write_text(json.dumps(frames["metrics"]), join(folder, "metrics.json"))
 
 
 def load_frames(folder: str) -> dict:
     """What save_frames wrote."""
     import json
 
-    from orchestrator.storage import exists, read_parquet, read_text
+    from orchestrator.storage import exists, join, read_parquet, read_text
 
-    frames = {"oof": read_parquet(f"{folder}/oof.parquet"), "metrics": json.loads(read_text(f"{folder}/metrics.json"))}
-    if exists(f"{folder}/test.parquet"):
-        frames["test"] = read_parquet(f"{folder}/test.parquet")
+    frames = {"oof": read_parquet(join(folder, "oof.parquet")), "metrics": json.loads(read_text(join(folder, "metrics.json")))}
+    if exists(join(folder, "test.parquet")):
+        frames["test"] = read_parquet(join(folder, "test.parquet"))
     return frames

@@ -9,12 +9,18 @@ loop in the Tune trial's own process. That skips the Train controller and its
 helper actors, each a new Ray process (most of a trial's start-up). Ray Train's
 report and checkpoint calls are refused inside a Tune function, so this session
 reports to Tune and keeps the checkpoints itself: in the same folders
-(`GridLayout.checkpoint`), with the same retention (the best epoch and the latest).
+(`GridLayout.checkpoint`), committed by their manifest (storage.commit_dir: no
+rename, so a bucket works), keeping the best epoch and the latest two.
+
+Both restore the newest checkpoint whose files match its manifest: a damaged
+latest one (truncated by a lost node or a disk error) falls back to an older one,
+and with none good left the trial starts afresh; it never fails for good.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -27,6 +33,7 @@ from orchestrator.layout import checkpoint_dir_name
 from orchestrator.protocol import EpochReport
 
 _CHECKPOINT = re.compile(r"^epoch_(\d{4,})$")
+KEEP_LATEST = 2  # besides the best: a damaged latest checkpoint falls back one epoch, not all the way to the best
 
 
 def cuda_device() -> torch.device:
@@ -41,6 +48,7 @@ class Session(Protocol):
 
     rank: int  # this worker's rank among `world` (DDP)
     world: int
+    notes: list[str]  # what restored() had to say (damaged checkpoints skipped), for the driver's console
 
     def prepare(self, model: torch.nn.Module, loader, device: torch.device) -> tuple[torch.nn.Module, Any]: ...
 
@@ -52,9 +60,11 @@ class Session(Protocol):
 class TrainWorkers:
     """The loop as one of a TorchTrainer's workers."""
 
-    def __init__(self) -> None:
+    def __init__(self, trial_dir: str) -> None:
+        """`trial_dir`: the trial's checkpoint folder (Ray Train's run folder), where a fallback is looked for."""
         import ray.train
 
+        self.trial_dir, self.notes = trial_dir, []
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
 
@@ -72,16 +82,26 @@ class TrainWorkers:
         if save is None:
             ray.train.report(report.as_result())
             return
+        from orchestrator.storage import write_manifest
+
         with tempfile.TemporaryDirectory() as folder:
             save(folder)
+            write_manifest(folder)  # Ray uploads it with the files: restore verifies them against it
             ray.train.report(report.as_result(), checkpoint=ray.train.Checkpoint.from_directory(folder),
                              checkpoint_dir_name=checkpoint_dir_name(report.epoch))
 
     def restored(self) -> AbstractContextManager[Path | None]:
-        """The trial's latest checkpoint as a local folder while the context lasts; None on a first start."""
+        """The trial's newest good checkpoint as a local folder while the context lasts; None on a first start.
+
+        Ray Train hands back its latest; when that one is damaged, the older ones in the trial's folder are tried.
+        """
         import ray.train
 
-        return _opened(ray.train.get_checkpoint())
+        latest = ray.train.get_checkpoint()
+        if latest is None:
+            return good_checkpoint(self.trial_dir, [], self.notes)
+        epoch = int(_CHECKPOINT.match(Path(latest.path).name).group(1))
+        return good_checkpoint(self.trial_dir, [epoch] + [e for e in committed_epochs(self.trial_dir) if e < epoch], self.notes)
 
 
 class InTrial:
@@ -91,46 +111,68 @@ class InTrial:
 
     def __init__(self, trial_dir: str, send: Callable[[dict[str, Any]], None] | None = None) -> None:
         """`trial_dir`: the trial's checkpoint folder (path or URI); `send`: where results go (Tune by default)."""
-        self.trial_dir = trial_dir
+        self.trial_dir, self.notes = trial_dir, []
         self.send = send or _tune_report
 
     def prepare(self, model: torch.nn.Module, loader, device: torch.device):
         return model.to(device), loader
 
     def report(self, report: EpochReport, save: Callable[[str], None] | None = None) -> None:
-        """Persist the checkpoint first (as Ray Train does), so every epoch Tune hears of can be resumed."""
-        from orchestrator.storage import remove_tree, upload_dir
+        """Commit the checkpoint first (as Ray Train does), so every epoch Tune hears of can be resumed."""
+        from orchestrator.storage import commit_dir, join, remove_tree
 
         if save is not None:
             with tempfile.TemporaryDirectory() as folder:
                 save(folder)
-                upload_dir(folder, f"{self.trial_dir}/{checkpoint_dir_name(report.epoch)}")
-            for stale in set(self._epochs()) - {report.epoch, report.best_epoch}:
-                remove_tree(f"{self.trial_dir}/{checkpoint_dir_name(stale)}")
+                commit_dir(folder, join(self.trial_dir, checkpoint_dir_name(report.epoch)))
+            epochs = committed_epochs(self.trial_dir)
+            for stale in set(epochs[KEEP_LATEST:]) - {report.best_epoch}:
+                remove_tree(join(self.trial_dir, checkpoint_dir_name(stale)))
         self.send(report.as_result())
 
     def restored(self) -> AbstractContextManager[Path | None]:
-        import ray.train
+        return good_checkpoint(self.trial_dir, committed_epochs(self.trial_dir), self.notes)
 
-        epochs = self._epochs()
-        return _opened(ray.train.Checkpoint(f"{self.trial_dir}/{checkpoint_dir_name(max(epochs))}") if epochs else None)
 
-    def _epochs(self) -> list[int]:
-        from orchestrator.storage import subfolders
+def committed_epochs(trial_dir: str) -> list[int]:
+    """The epochs of the trial's committed checkpoints (manifest written), newest first."""
+    from orchestrator.storage import committed, join, subfolders
 
-        return [int(m.group(1)) for name in subfolders(self.trial_dir) if (m := _CHECKPOINT.match(name))]
+    epochs = [int(m.group(1)) for name in subfolders(trial_dir) if (m := _CHECKPOINT.match(name))]
+    return sorted((e for e in epochs if committed(join(trial_dir, checkpoint_dir_name(e)))), reverse=True)
+
+
+@contextmanager
+def good_checkpoint(trial_dir: str, epochs: list[int], notes: list[str]) -> Iterator[Path | None]:
+    """The first of `epochs`' checkpoints whose files match their manifest, as a local folder while the context
+    lasts; None when there is none (a first start, or every one damaged: the trial starts afresh).
+
+    Each damaged checkpoint skipped, and a fresh start after them, is said on stderr and added to `notes`.
+    """
+    import ray.train
+
+    from orchestrator.storage import join, verify
+
+    def say(text: str) -> None:
+        notes.append(text)
+        print(f"{trial_dir.rsplit('/', 1)[-1].split('?')[0]}: {text}", file=sys.stderr, flush=True)
+
+    for epoch in epochs:
+        name = checkpoint_dir_name(epoch)
+        with ray.train.Checkpoint(join(trial_dir, name)).as_directory() as folder:
+            problem = verify(folder)
+            if problem is None:
+                if notes:
+                    say(f"continues from checkpoint {name}")
+                yield Path(folder)
+                return
+        say(f"checkpoint {name} is damaged ({problem}), skipped")
+    if notes:
+        say("no good checkpoint is left: starts afresh from epoch 1 (epochs already logged are not logged again)")
+    yield None
 
 
 def _tune_report(result: dict[str, Any]) -> None:
     from ray import tune
 
     tune.report(result)
-
-
-@contextmanager
-def _opened(checkpoint) -> Iterator[Path | None]:
-    if checkpoint is None:
-        yield None
-        return
-    with checkpoint.as_directory() as folder:
-        yield Path(folder)

@@ -158,8 +158,8 @@ def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, ev
     assert torch.equal(flat(fresh), flat(model)) and torch.equal(flat(fresh_parts.ema.module), flat(parts.ema.module))
 
 
-def test_local_mode_keeps_the_best_and_the_latest_checkpoint_and_restores_the_latest(tmp_path):
-    """As Ray Train's checkpoint manager does (num_to_keep=1 by rank, plus the latest); results go out after the save."""
+def test_local_mode_keeps_the_best_and_the_latest_two_checkpoints_and_restores_the_latest(tmp_path):
+    """The best and the latest two (a damaged latest falls back one epoch); results go out after the commit."""
     from orchestrator.train.session import InTrial
 
     sent, folder = [], tmp_path / "trial"
@@ -170,14 +170,38 @@ def test_local_mode_keeps_the_best_and_the_latest_checkpoint_and_restores_the_la
 
     for epoch, best in [(1, 1), (2, 2), (3, 2), (4, 2), (5, 5)]:
         session.report(EpochReport(epoch=epoch, best_epoch=best), save(epoch))
-    assert sent[2] == (3, ["epoch_0002", "epoch_0003"])  # the result is sent once its checkpoint is stored
-    assert sent[3] == (4, ["epoch_0002", "epoch_0004"])
-    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0005"]
-    (folder / "epoch_0009.partial").mkdir()  # a copy cut short is never restored
+    assert sent[2] == (3, ["epoch_0002", "epoch_0003"])  # the result is sent once its checkpoint is committed
+    assert sent[3] == (4, ["epoch_0002", "epoch_0003", "epoch_0004"])
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0004", "epoch_0005"]
+    assert (folder / "epoch_0005" / "MANIFEST.json").is_file()
+    (folder / "epoch_0009").mkdir()  # a commit cut short (no manifest) is never restored
+    (folder / "epoch_0009" / "epoch.txt").write_text("9")
     with session.restored() as restored:
         assert (restored / "epoch.txt").read_text() == "5"
+    assert session.notes == []
     with InTrial(str(tmp_path / "none"), send=sent.append).restored() as nothing:
         assert nothing is None
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_none_good_starts_afresh(tmp_path):
+    from orchestrator.train.session import InTrial
+
+    folder = tmp_path / "trial"
+    session = InTrial(str(folder), send=lambda result: None)
+    for epoch in (1, 2, 3):
+        session.report(EpochReport(epoch=epoch, best_epoch=1), lambda into, e=epoch: (Path(into) / "w.txt").write_text(f"w{e}" * 100))
+    (folder / "epoch_0003" / "w.txt").write_text("w3")  # truncated, as by a node lost mid-write
+    with session.restored() as restored:
+        assert (restored / "w.txt").read_text() == "w2" * 100
+    assert session.notes == ["checkpoint epoch_0003 is damaged (w.txt has 2 bytes, its manifest says 200), skipped",
+                             "continues from checkpoint epoch_0002"]
+    (folder / "epoch_0002" / "w.txt").write_text("x2" * 100)  # same size, other bytes
+    (folder / "epoch_0001" / "w.txt").unlink()
+    again = InTrial(str(folder), send=lambda result: None)
+    with again.restored() as restored:
+        assert restored is None
+    assert again.notes[1] == "checkpoint epoch_0002 is damaged (w.txt does not match its checksum), skipped"
+    assert again.notes[-1].startswith("no good checkpoint is left: starts afresh from epoch 1")
 
 
 def test_progressive_resizing_trains_at_each_stages_size_and_ends_at_full_size():
