@@ -11,15 +11,24 @@ query, e.g. `?endpoint_override=...`, stays at the end of every path built here)
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt, MANIFEST.json last (the commit)
         predictions/                OOF + test predictions of the best epoch, by a trial that ended by itself
       tune/<time>/                  Ray Tune's experiment state of one invocation
+      tracking-journal/             the driver's MLflow writes not yet taken (a bucket grid's is in the local cache)
 
 MLflow artifacts of the runs (`RunFiles`) are named here too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from orchestrator.storage import join, resolve
+from orchestrator.storage import is_uri, join, resolve
+
+
+def cache_home() -> Path:
+    """This machine's cache (`ORCHESTRATOR_CACHE`, default ~/.cache/orchestrator): decoded images, bucket grids' journals."""
+    return Path(os.environ.get("ORCHESTRATOR_CACHE", "~/.cache/orchestrator")).expanduser()
 
 
 def checkpoint_dir_name(epoch: int) -> str:
@@ -59,6 +68,14 @@ class GridLayout:
     def predictions(self, trial_key: str) -> str:
         """Where a trial that ended by itself leaves its best epoch's OOF + test frames (no prediction task then)."""
         return join(self.trial_dir(trial_key), "predictions")
+
+    @property
+    def journal(self) -> Path:
+        """The driver's MLflow writes not yet taken (tracking/writer.py): a local folder, appended to on every write.
+        In the storage when that is a path; for a bucket in this machine's cache, under a hash of the grid's URI."""
+        if not is_uri(self.root) or self.root.startswith("file://"):
+            return Path(self.root.removeprefix("file://")) / "tracking-journal"
+        return cache_home() / "tracking-journal" / hashlib.sha1(self.root.encode()).hexdigest()[:16]
 
     @property
     def tune(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from orchestrator.protocol import EpochReport, TrialStatus
@@ -21,8 +21,10 @@ class Progress:
     """
 
     def __init__(self, total: int, metric: str, mode: str = "max", heartbeat_s: float = 30.0, stream=sys.stdout,
-                 live: bool | None = None):
+                 live: bool | None = None, behind: Callable[[], tuple[int, float] | None] | None = None):
+        """`behind()`: (MLflow writes pending, since when) while tracking lags (TrackingWriter.behind), else None."""
         self.total, self.metric, self.mode, self.heartbeat_s, self.stream = total, metric, mode, heartbeat_s, stream
+        self.behind, self.was_behind = behind or (lambda: None), False
         self.start = self.last_line = time.monotonic()
         self.done = 0
         self.best: float | None = None
@@ -82,9 +84,20 @@ class Progress:
         self._emit(f"{record.key}: {record.status}{detail}")
 
     def tick(self, records: Iterable[Any]) -> None:
-        """Tune's every step: the live line's counts, or (no terminal) the heartbeat when nothing was said for a while."""
+        """Tune's every step: the live line's counts, or (no terminal) the heartbeat when nothing was said for a while;
+        and whether tracking is behind (a line when it falls behind and when it catches up)."""
         states = [r.status for r in records if not r.reused]  # this run's trials (the bar counts them too)
         counts = " | ".join(f"{s.value.lower()} {states.count(s)}" for s in TrialStatus if states.count(s))
+        lag = self.behind()
+        if lag is not None:
+            counts += f" | tracking behind: {lag[0]} MLflow write(s) since {time.strftime('%H:%M:%S', time.localtime(lag[1]))}"
+            if not self.was_behind:
+                self._emit(f"tracking: MLflow has not taken {lag[0]} write(s) since "
+                           f"{time.strftime('%H:%M:%S', time.localtime(lag[1]))}; training goes on, the writes wait "
+                           f"in the journal and follow in order when it answers")
+        elif self.was_behind:
+            self._emit("tracking: caught up, every write is in MLflow")
+        self.was_behind = lag is not None
         if self.bar is not None:
             best = "" if self.best is None else f" | best {self.metric} {self.best:.4f}"
             self.bar.set_postfix_str(counts + best, refresh=False)

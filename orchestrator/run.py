@@ -81,12 +81,14 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.tracking.resume import sort_out
     from orchestrator.tracking.trial_runs import TrialRuns
     from orchestrator.tracking.trials import TrialBook
+    from orchestrator.tracking.writer import TrackingWriter, replay
 
     grid = settle_local_mode(grid, address)
     grid, teacher = pseudo_teacher(grid)
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid, teacher)  # before MLflow: bad data exits 2 having touched nothing
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
+    replay(tracker, grid.layout.journal)  # what an earlier driver left unwritten, before anything reads MLflow
     pseudo = round_note(grid, prepared, tracker.experiment_id)
     if prepared.pseudo is not None:
         print(f"Pseudo-labels: {len(prepared.pseudo)} of {len(prepared.tables.test)} test rows from ensemble run "
@@ -107,8 +109,9 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     init_ray(address, verbose)
     book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
                      reused=[(p, work.prior[p.key]) for p in work.reused])
-    runs = TrialRuns(tracker, parent_id, prepared.tables.classes, datasets, grid.insight.top_confusions)
-    progress = Progress(trials, grid.scheduler.metric, grid.scheduler.mode)
+    writer = TrackingWriter(tracker, grid.layout.journal)  # the trials' MLflow writes, off Tune's event loop
+    runs = TrialRuns(writer, parent_id, prepared.tables.classes, datasets, grid.insight.top_confusions)
+    progress = Progress(trials, grid.scheduler.metric, grid.scheduler.mode, behind=writer.behind)
     callback = TrackingCallback(book, runs, PredictionTasks(predict_remote(grid.resources)), progress)
     finished, timing = False, None
     try:
@@ -119,11 +122,14 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
             timing = callback.account.summary(slots.count), callback.account
             progress.close()  # the insight's lines go below the live line, not over it
+            runs.settle(book.records.values(), writer.drain)  # the insight reads what the trials logged
             analyse_configs(grid, book, tracker, prepared.tables)
         finished = True
     finally:
         progress.close()  # (again: a no-op when it closed above)
         callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
+        runs.settle(book.records.values(), writer.drain)  # a second Ctrl-C here leaves the rest in the journal
+        writer.close()
         interrupted = book.with_status(TrialStatus.INTERRUPTED)
         board, cost = leaderboard(book.records.values(), grid.scheduler.mode), total(r.cost for r in book.records.values())
         header, rows = summary_rows(book.records.values(), grid.scheduler.metric)

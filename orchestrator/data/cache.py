@@ -59,7 +59,9 @@ def framing_for(data: DataConfig, augment: Any) -> Framing | None:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ORCHESTRATOR_CACHE", "~/.cache/orchestrator")).expanduser() / "images"
+    from orchestrator.layout import cache_home
+
+    return cache_home() / "images"
 
 
 def files_fingerprint(paths: list[str]) -> str:

@@ -2,7 +2,9 @@
 
 Only the driver talks to MLflow (through `Tracker`): one writer keeps the default
 sqlite store free of lock contention, and trials on remote nodes need no route to
-the tracking server.
+the tracking server. During the grid the driver's writes go through
+tracking/writer.py (a thread and a journal), so a server that is away never
+holds up Tune's event loop.
 """
 
 from __future__ import annotations
@@ -103,10 +105,11 @@ class Tracker:
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(run_id, params=items[start:start + 100])
 
-    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int) -> None:
+    def log_metrics(self, run_id: str, metrics: dict[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """`timestamp_ms`: when they were measured (default now); the same batch logged twice is kept once."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = timestamp_ms or int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         if items:
             self.client.log_batch(run_id, metrics=items)
@@ -172,6 +175,10 @@ class Tracker:
         """All runs of this experiment with the given role, newest first."""
         query = f"tags.`{ROLE}` = '{role}'" + (f" and {extra_filter}" if extra_filter else "")
         return list(self._search(query))
+
+    def runs_tagged(self, key: str, value: str) -> list[Any]:
+        """This experiment's runs whose tag `key` is `value` (any role)."""
+        return list(self._search(f"tags.`{key}` = '{value}'"))
 
     def _search(self, query: str) -> Iterable[Any]:
         token = None

@@ -2,11 +2,15 @@
 
 A trial continued from an earlier invocation (`--resume`) or unpaused by fold_asha
 goes on in its own run; epochs are the steps, so its history goes on where it stopped.
+During the grid the writes go through the driver's TrackingWriter (tracking/writer.py):
+a new run's id is a RunHandle until the writer has created it, and `settle` turns
+the handles into ids once the writes are in.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from orchestrator.layout import RunFiles
@@ -35,6 +39,12 @@ class TrialRuns:
         self.tracker.log_params(record.run_id, searched_params(record))
         self.tracker.log_text(record.run_id, json.dumps(cfg.model_dump(mode="json"), indent=2), RunFiles.TRIAL_CONFIG)
         self.tracker.log_datasets(record.run_id, self.datasets)
+
+    def settle(self, records: Iterable[TrialRecord], drain: Callable[[], None]) -> None:
+        """Wait for the writes (`drain`), then give each record its run's MLflow id in place of a RunHandle."""
+        drain()
+        for record in records:
+            record.run_id = getattr(record.run_id, "id", record.run_id)
 
     def reopen(self, record: TrialRecord) -> None:
         self.tracker.reopen_run(record.run_id, {"status": str(TrialStatus.RUNNING)})
