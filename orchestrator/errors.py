@@ -13,3 +13,9 @@ class InputError(Exception):
     def __init__(self, message: str, *, source: str | None = None):
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+class OutOfSpace(Exception):
+    """A volume the grid writes to is full (exit code 3): the message names the path, what it holds and needs,
+    and that `--resume` continues once there is room. Nothing is lost: finished trials are reused, the others
+    continue from their last good checkpoint."""

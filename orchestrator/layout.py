@@ -11,7 +11,8 @@ query, e.g. `?endpoint_override=...`, stays at the end of every path built here)
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt, MANIFEST.json last (the commit)
         predictions/                OOF + test predictions of the best epoch, by a trial that ended by itself
       tune/<time>/                  Ray Tune's experiment state of one invocation
-      tracking-journal/             the driver's MLflow writes not yet taken (a bucket grid's is in the local cache)
+      tracking-journal/             the driver's MLflow writes not yet taken     } a bucket grid's are in this
+      ray-driver.log                Ray's log lines on the driver (--verbose: the console) } machine's cache instead
 
 MLflow artifacts of the runs (`RunFiles`) are named here too.
 """
@@ -70,12 +71,22 @@ class GridLayout:
         return join(self.trial_dir(trial_key), "predictions")
 
     @property
-    def journal(self) -> Path:
-        """The driver's MLflow writes not yet taken (tracking/writer.py): a local folder, appended to on every write.
-        In the storage when that is a path; for a bucket in this machine's cache, under a hash of the grid's URI."""
+    def driver(self) -> Path:
+        """The driver's own local files (appended to often, so never in a bucket): the grid's folder when the
+        storage is a path; for a bucket, this machine's cache, under a hash of the grid's URI."""
         if not is_uri(self.root) or self.root.startswith("file://"):
-            return Path(self.root.removeprefix("file://")) / "tracking-journal"
-        return cache_home() / "tracking-journal" / hashlib.sha1(self.root.encode()).hexdigest()[:16]
+            return Path(self.root.removeprefix("file://"))
+        return cache_home() / "grids" / hashlib.sha1(self.root.encode()).hexdigest()[:16]
+
+    @property
+    def journal(self) -> Path:
+        """The driver's MLflow writes not yet taken (tracking/writer.py)."""
+        return self.driver / "tracking-journal"
+
+    @property
+    def ray_log(self) -> Path:
+        """Ray's own log lines of the driver (Tune's, Train's), out of the console unless --verbose."""
+        return self.driver / "ray-driver.log"
 
     @property
     def tune(self) -> str:

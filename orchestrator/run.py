@@ -70,8 +70,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.protocol import TrialStatus
     from orchestrator.report import Progress, summary_rows
     from orchestrator.search.plan import plan_trials, trial_count
-    from orchestrator.search.preflight import check_shared_paths
-    from orchestrator.search.runner import init_ray, predict_remote, run_tuner, settle_local_mode, trial_slots
+    from orchestrator.search.preflight import check_shared_paths, check_storage
+    from orchestrator.search.runner import init_ray, predict_remote, settle_local_mode, trial_slots
     from orchestrator.tracking.callback import TrackingCallback
     from orchestrator.tracking.cost import total
     from orchestrator.tracking.grid_run import close_parent, grid_datasets, open_parent, round_note
@@ -85,6 +85,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
 
     grid = settle_local_mode(grid, address)
     grid, teacher = pseudo_teacher(grid)
+    check_storage(grid.layout.root)  # a missing bucket, refused keys, a full disk: said now, not by every trial
     print(f"preparing data ({grid.data.source}: {grid.data.root}) ...", flush=True)
     prepared = prepare_data(grid, teacher)  # before MLflow: bad data exits 2 having touched nothing
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
@@ -106,7 +107,9 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if grid.searcher == "optuna":  # nothing planned: the grid's own settings (a searched image_size builds on first use)
         framings.add(framing_for(grid.data, grid.train.augment))
     warm_caches(prepared, framings - {None})
-    init_ray(address, verbose)
+    init_ray(address, verbose, grid.layout.ray_log)
+    if not verbose:
+        print(f"Ray's log: {grid.layout.ray_log} (--verbose shows it here)", flush=True)
     book = TrialBook(work.to_run, axes=list(grid.search), continued=work.continued,
                      reused=[(p, work.prior[p.key]) for p in work.reused])
     writer = TrackingWriter(tracker, grid.layout.journal)  # the trials' MLflow writes, off Tune's event loop
@@ -119,7 +122,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             check_shared_paths({"tracking.storage": prepared.trial_tables.folds_path, "data.root": str(grid.data.root),
                                 **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(grid.models) if m.checkpoint}})
             slots = trial_slots(grid)
-            run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
+            run_grid(grid, work, prepared, callback, stamp, slots, tracker)
             timing = callback.account.summary(slots.count), callback.account
             progress.close()  # the insight's lines go below the live line, not over it
             runs.settle(book.records.values(), writer.drain)  # the insight reads what the trials logged
@@ -151,6 +154,23 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if failed:
         print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold {RunFiles.ERROR}", file=sys.stderr)
     return EXIT_ERROR if failed or interrupted else EXIT_OK
+
+
+def run_grid(grid: GridConfig, work: Any, prepared: Any, callback: Any, stamp: str, slots: Any, tracker: Any) -> None:
+    """The Tune run; a full storage (a trial said so, or Tune's own state could not be written) is OutOfSpace."""
+    from orchestrator.errors import OutOfSpace
+    from orchestrator.search.preflight import no_space_on_storage
+    from orchestrator.search.runner import run_tuner
+    from orchestrator.storage import is_disk_full
+
+    try:
+        run_tuner(grid, work.to_run, prepared.trial_tables, callback, stamp, slots, work.seeds(tracker, grid))
+    except Exception as err:
+        if not (callback.out_of_space or is_disk_full(err)):
+            raise
+        callback.out_of_space = callback.out_of_space or str(err)
+    if callback.out_of_space:
+        raise OutOfSpace(no_space_on_storage(grid.layout.root, slots.count, slots.count))
 
 
 def pseudo_teacher(grid: GridConfig) -> tuple[GridConfig, Any]:

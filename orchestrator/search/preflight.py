@@ -1,18 +1,38 @@
-"""Before a grid starts on several nodes: can every node read what its trials read?
+"""Before a grid starts: can it write its storage, and can every node read what its trials read?
+
+`check_storage` writes, reads back and deletes a small file in `tracking.storage`
+before anything else is written there: a bucket that does not exist, refused
+credentials, an endpoint that does not answer or a full volume end the run at
+once (exit 2 or 3), naming the field and the fix, instead of failing every trial.
 
 A path that exists only on the head (a local `tracking.storage`, a `data.root` that
 was never copied to the workers) would fail every trial placed elsewhere, one at a
-time and late. This asks each node that is up now; nodes an autoscaler adds later
-are not asked. URIs (s3://, gs://) are skipped: pyarrow reaches them from any node
-with the cloud's credentials.
+time and late. `check_shared_paths` asks each node that is up now; nodes an
+autoscaler adds later are not asked. URIs (s3://, gs://) are skipped: pyarrow
+reaches them from any node with the cloud's credentials.
 """
 
 from __future__ import annotations
 
 import os
+import uuid
 
-from orchestrator.errors import InputError
+from orchestrator import storage
+from orchestrator.errors import InputError, OutOfSpace
 from orchestrator.storage import is_uri
+
+# what pyarrow's S3/GCS errors say -> what to tell the user
+_STORAGE_FAULTS = [
+    (("NO_SUCH_BUCKET", "NoSuchBucket", "bucket does not exist", "not found. To create buckets"),
+     "the bucket does not exist: create it (e.g. `aws s3 mb s3://BUCKET`) or correct its name"),
+    (("ACCESS_DENIED", "AccessDenied", "INVALID_ACCESS_KEY_ID", "InvalidAccessKeyId", "SIGNATURE_DOES_NOT_MATCH",
+      "SignatureDoesNotMatch", "Forbidden", "403"),
+     ("the credentials were refused: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE (or the node's "
+      "instance profile) to ones that may write there")),
+    (("NETWORK_CONNECTION", "curlCode", "Could not connect", "Couldn't resolve", "Connection refused", "timed out"),
+     "the endpoint does not answer: check AWS_ENDPOINT_URL, or the URI's ?endpoint_override=HOST:PORT&scheme=http"),
+    (("Permission denied", "Read-only file system"), "this user may not write there: choose a folder it can write"),
+]
 
 
 def missing_on_nodes(paths: dict[str, str]) -> dict[str, list[str]]:
@@ -48,3 +68,34 @@ def check_shared_paths(paths: dict[str, str]) -> None:
         raise InputError(f"{found}. On a cluster every node reads these: put them on a folder mounted at the same "
                          f"path on every node (NFS), or set tracking.storage to a bucket URI (s3://, gs://); "
                          f"see README, 'Run on a cluster'")
+
+
+def check_storage(path: str) -> None:
+    """Write, read back and delete a small file under `tracking.storage`; InputError (or OutOfSpace) if it fails."""
+    probe = storage.join(path, f".probe-{uuid.uuid4().hex[:8]}")
+    try:
+        storage.write_text("probe", probe)
+        storage.read_text(probe)
+        storage.remove_file(probe)
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors are OSErrors with the cloud's codes in their text
+        if storage.is_disk_full(err):
+            raise OutOfSpace(no_space_on_storage(path, 0, 1)) from None
+        text = str(err)
+        fix = next((fix for codes, fix in _STORAGE_FAULTS if any(code in text for code in codes)), None)
+        raise InputError(f"tracking.storage: cannot write {storage.without_query(path)}: "
+                         f"{fix or 'it answered with an error'} ({text.splitlines()[0][:300]})") from None
+
+
+def no_space_on_storage(root: str, slots: int, at_once: int) -> str:
+    """What a full `tracking.storage` says: where, what is free and held, what a trial needs, and --resume."""
+    trials = storage.join(root, "trials")
+    sizes = [storage.tree_bytes(storage.join(trials, name)) for name in storage.subfolders(trials)]
+    free = storage.free_bytes(root)
+    largest = max(sizes, default=0)
+    need = (f"A trial's folder holds up to {largest / 1e6:.0f} MB here (its checkpoints and predictions), so "
+            f"{at_once} trial(s) at once need about {at_once * largest / 1e6:.0f} MB more; " if largest else "")
+    return (f"tracking.storage is full: no space left on device under {storage.without_query(root)}"
+            + (f" ({free / 1e6:.1f} MB free)" if free is not None else "")
+            + f". The grid stopped; nothing is lost. {need}Free space there (or point tracking.storage at a larger "
+            f"volume or a bucket), then run the same command with --resume: ended trials are reused, the others "
+            f"continue from their last good checkpoint")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from orchestrator.config import GridConfig, ResourcesConfig, TrialTables
@@ -20,7 +23,9 @@ from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS, run_trial, tr
 RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "TUNE_FUNCTION_THREAD_TIMEOUT_S": "60"}
 # Logging a finished trial's artifacts to MLflow takes about a second in the driver
 # callback; Tune's default 0.5 s "slow callback" warning would fire for every trial.
-DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2"}
+# Tune's own console output (its boxes, tables and tracebacks) is off: the tool prints
+# its lines, and Ray's log lines go to the grid's ray-driver.log (--verbose: the console).
+DRIVER_ENV = {"TUNE_WARN_THRESHOLD_S": "2", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 def ray_is_local(address: str | None) -> bool:
@@ -33,8 +38,9 @@ def settle_local_mode(grid: GridConfig, address: str | None) -> GridConfig:
     return grid.model_copy(update={"resources": grid.resources.settled(ray_is_local(address))})
 
 
-def init_ray(address: str | None, verbose: bool) -> None:
-    """Start local Ray, or join a cluster (address, or RAY_ADDRESS)."""
+def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -> None:
+    """Start local Ray, or join a cluster (address, or RAY_ADDRESS); Ray's driver-side log lines go to `log_file`
+    (given, and not `verbose`) instead of the console."""
     import ray
 
     env = {k: os.environ.get(k, v) for k, v in RAY_ENV.items()}
@@ -42,9 +48,38 @@ def init_ray(address: str | None, verbose: bool) -> None:
     for key, value in DRIVER_ENV.items():
         os.environ.setdefault(key, value)
     local = ray_is_local(address)
-    ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
-             resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
-             include_dashboard=None, configure_logging=True, logging_level="WARNING")
+    quiet = log_file is not None and not verbose
+    with ray_logs_to(log_file) if quiet else contextlib.nullcontext():
+        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
+                 resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
+                 include_dashboard=None, configure_logging=not quiet, logging_level="WARNING")
+
+
+@contextlib.contextmanager
+def ray_logs_to(path: Path) -> Iterator[None]:
+    """Ray's loggers (Tune's and Train's are below "ray") write to `path` only, at INFO and up, from within the
+    context (ray.init without its logging setup clears the "ray" logger's handlers: they pass through the root's
+    then) to the end of the run."""
+    import logging
+
+    class QuietFileHandler(logging.FileHandler):
+        def handleError(self, record):  # a full disk: the log line is lost, not printed with a traceback
+            pass
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = QuietFileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger, root = logging.getLogger("ray"), logging.getLogger()
+    ray_logger.propagate = True
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        ray_logger.handlers.clear()
+        ray_logger.addHandler(handler)
+        ray_logger.setLevel(logging.INFO)
+        ray_logger.propagate = False
 
 
 def autoscaler_full_size() -> dict[str, float]:
@@ -182,6 +217,7 @@ def run_tuner(grid: GridConfig, plan: list[PlannedTrial], tables: TrialTables, c
             reuse_actors=grid.resources.in_trial,
         ),
         run_config=tune.RunConfig(name=stamp, storage_path=grid.layout.tune, callbacks=[callback], verbose=0,
+                                  stop=callback.stopper,  # the callback ends the grid at once on a full disk
                                   failure_config=tune.FailureConfig(max_failures=0)),  # retries: in the trainable
     )
     return tuner.fit()

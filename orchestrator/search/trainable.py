@@ -15,7 +15,8 @@ Faults: the Train run of a trial is named by its identity and lives in shared
 storage, so a new TorchTrainer with that name continues from the run's latest
 checkpoint. This trainable retries a failed run that way up to
 `resources.max_failures` times (a worker killed, a node lost, an exception), but
-not a non-finite loss: that repeats from the same checkpoint, so it fails at once.
+not a non-finite loss (it repeats from the same checkpoint, so it fails at once)
+nor a full disk (the driver stops the grid and says what to free).
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def is_nonfinite_loss(error: BaseException) -> bool:
     return any(isinstance(e, NonFiniteLossError) or NonFiniteLossError.__name__ in str(e) for e in failures.values())
 
 
+def is_disk_full(error: BaseException) -> bool:
+    """A full disk under the trial's storage (local mode: the loop's own error; else in a worker's failure)."""
+    from orchestrator.storage import is_disk_full as full
+
+    failures = getattr(error, "worker_failures", {}) or {}
+    return full(error) or any(full(e) or full(str(e)) for e in failures.values())
+
+
 def run_trial(config: dict[str, Any]) -> None:
     """Tune entry point; `config["trial"]` is a TrialConfig as a dict."""
     from orchestrator.config import TrialConfig
@@ -80,7 +89,7 @@ def run_trial(config: dict[str, Any]) -> None:
             if is_nonfinite_loss(error):
                 raise NonFiniteLossError(f"{trial.trial_key}: the loss became NaN/inf (not retried: it would repeat "
                                          f"from the same checkpoint)\n{error}") from None
-            if attempt >= trial.resources.max_failures:
+            if attempt >= trial.resources.max_failures or is_disk_full(error):  # a retry would fill it again
                 raise
             attempt += 1
             print(f"{trial.trial_key}: training failed, retry {attempt}/{trial.resources.max_failures} from the "

@@ -13,11 +13,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from ray.tune import Callback
+from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 
 from orchestrator.protocol import EpochReport
 from orchestrator.search.schedulers import tune_trial_key
+from orchestrator.storage import is_disk_full
 from orchestrator.tracking.cost import trial_cost
 from orchestrator.tracking.predictions import PredictionTasks
 from orchestrator.tracking.time_account import TimeAccount
@@ -36,10 +37,25 @@ def timed(hook: Callable) -> Callable:
     return wrapper
 
 
+class StopSwitch(Stopper):
+    """Tune's stopper (`RunConfig(stop=...)`) that the callback throws to end the whole grid at once."""
+
+    def __init__(self) -> None:
+        self.thrown = False
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.thrown
+
+
 class TrackingCallback(Callback):
     def __init__(self, book: TrialBook, runs: TrialRuns, predictions: PredictionTasks, progress: Any):
         self.book, self.runs, self.predictions, self.progress = book, runs, predictions, progress
         self.account = TimeAccount()
+        self.stopper = StopSwitch()
+        self.out_of_space: str | None = None  # a trial's "no space left on device": the grid stopped for it
 
     # ------------------------------------------------------------ tune hooks
 
@@ -94,7 +110,12 @@ class TrackingCallback(Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         record = self._record(trial)
         self.account.left(record.key)
-        self.book.fail(record, _error_text(trial))
+        error = _error_text(trial)
+        if is_disk_full(error):  # not the trial's fault, and every trial would meet it: stop the grid, resume later
+            self.out_of_space = self.out_of_space or error
+            self.stopper.thrown = True
+            return  # the run stays open: interrupt_open_runs ends it INTERRUPTED, and --resume continues it
+        self.book.fail(record, error)
         if record.run_id is None:  # failed before it started: still one run per trial
             self.runs.open(record)
         self.runs.log_error(record)

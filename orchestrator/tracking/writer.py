@@ -78,6 +78,7 @@ class TrackingWriter:
         self.error: str | None = None  # the last failure while behind
         self.seq = 0
         self.stopping = threading.Event()
+        self.unjournaled = False  # a journal write failed (said once)
         for write in self._unwritten():  # an earlier driver's, first
             self._queue(write)
         self.thread = threading.Thread(target=self._work, name="mlflow-writer", daemon=True)
@@ -233,8 +234,16 @@ class TrackingWriter:
         self.queue.put(write)
 
     def _journal(self, entry: dict) -> None:
-        with self.lock, (self.journal / "ops.jsonl").open("a") as out:
-            out.write(json.dumps(entry) + "\n")
+        """Append to the journal; a journal that cannot be written (a full disk) costs only the kill-safety of
+        the writes, which still go to MLflow from memory (said once)."""
+        try:
+            with self.lock, (self.journal / "ops.jsonl").open("a") as out:
+                out.write(json.dumps(entry) + "\n")
+        except OSError as err:
+            if not self.unjournaled:
+                print(f"tracking: cannot write the journal {self.journal} ({err}); the MLflow writes go on from "
+                      f"memory, but a kill of the driver now would lose the ones not yet written", file=sys.stderr, flush=True)
+            self.unjournaled = True
 
     def _unwritten(self) -> list[Write]:
         """The writes an earlier driver journaled and MLflow never took, in order; their runs' ids where made."""
