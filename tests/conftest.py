@@ -172,3 +172,61 @@ def mlflow_runs(uri: str, experiment: str) -> list:
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
     return client.search_runs([found.experiment_id], max_results=1000) if found else []
+
+
+# ---- a real S3 API server (moto_server) on 127.0.0.1, shared by the tests that use a bucket ----
+class S3:
+    """moto's S3 server: `endpoint`, the env its clients need, and helpers to make and read buckets."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        # credentials as a user would give them; moto takes any. The endpoint is the test's choice to add.
+        self.env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def query(self) -> str:
+        """pyarrow's own form of an endpoint in the URI: ?endpoint_override=HOST:PORT&scheme=http."""
+        return f"?endpoint_override={self.endpoint.removeprefix('http://')}&scheme=http"
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """One moto_server for the session (`moto[server]`, a real HTTP S3 API, not moto's in-process mocks)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("moto_server") is None:
+        pytest.skip("moto_server not installed (pip install -e '.[dev]')")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    process = subprocess.Popen(["moto_server", "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("w"),
+                               stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{endpoint}/moto-api/", "moto_server", seconds=60)
+        yield S3(endpoint)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """The session's S3 server, with credentials in the environment (the endpoint is each test's to give)."""
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    return s3_server

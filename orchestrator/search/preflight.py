@@ -70,8 +70,9 @@ def check_shared_paths(paths: dict[str, str]) -> None:
                          f"see README, 'Run on a cluster'")
 
 
-def check_storage(path: str) -> None:
-    """Write, read back and delete a small file under `tracking.storage`; InputError (or OutOfSpace) if it fails."""
+def check_storage(path: str, field: str = "tracking.storage") -> None:
+    """Write, read back and delete a small file under `path` (the setting `field`); InputError (or OutOfSpace)
+    naming `field` if that fails."""
     probe = storage.join(path, f".probe-{uuid.uuid4().hex[:8]}")
     try:
         storage.write_text("probe", probe)
@@ -82,7 +83,7 @@ def check_storage(path: str) -> None:
             raise OutOfSpace(no_space_on_storage(path, 0, 1)) from None
         text = str(err)
         fix = next((fix for codes, fix in _STORAGE_FAULTS if any(code in text for code in codes)), None)
-        raise InputError(f"tracking.storage: cannot write {storage.without_query(path)}: "
+        raise InputError(f"{field}: cannot write {storage.without_query(path)}: "
                          f"{fix or 'it answered with an error'} ({text.splitlines()[0][:300]})") from None
 
 

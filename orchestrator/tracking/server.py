@@ -6,7 +6,9 @@ files go through the server to `--artifacts-destination` (a bucket or a shared
 folder), so no client needs bucket credentials. It waits until /health answers,
 and exits 1 with the server's log tail if it does not. A server from an earlier
 `start` (its pid file in --state-dir) is stopped first: `ray up` reruns the head's
-start commands. `stop` ends it.
+start commands. `stop` ends it. A bucket destination is checked first (its client
+installed, a file written and deleted): credentials and endpoint come the standard
+ways (AWS_ENDPOINT_URL or MLFLOW_S3_ENDPOINT_URL, AWS_* keys or the instance profile).
 """
 
 from __future__ import annotations
@@ -65,7 +67,26 @@ def healthy(host: str, port: int) -> bool:
         return False
 
 
+def check_artifacts(destination: str) -> None:
+    """A bucket destination: the server's S3/GCS client is installed and the bucket takes a file (else exit 2)."""
+    import importlib.util
+
+    from orchestrator.errors import InputError
+    from orchestrator.search.preflight import check_storage
+    from orchestrator.storage import is_uri
+
+    needs = {"s3://": ("boto3", "aws"), "gs://": ("google.cloud.storage", "gcp")}
+    for scheme, (module, extra) in needs.items():
+        if destination.startswith(scheme) and importlib.util.find_spec(module.split(".")[0]) is None:
+            raise InputError(f"--artifacts-destination {destination}: the MLflow server writes it with {module}, "
+                             f"which is not installed: pip install -e '.[{extra}]'")
+    if is_uri(destination):
+        check_storage(destination, "--artifacts-destination")
+
+
 def start(args: argparse.Namespace, state: Path) -> int:
+    if args.artifacts_destination:
+        check_artifacts(args.artifacts_destination)
     stop(state)
     state.mkdir(parents=True, exist_ok=True)
     backend = args.backend_store_uri or f"sqlite:///{state / 'mlflow.db'}"

@@ -1,4 +1,9 @@
-"""A grid's ensemble as a registered MLflow model: `orchestrator.predict` and `mlflow models serve` on real images."""
+"""A grid's ensemble as a registered MLflow model: `orchestrator.predict` and `mlflow models serve` on real images.
+
+The whole path runs on bucket storage, as on a cloud cluster: `tracking.storage` on a real
+S3 API server (moto_server), and an MLflow server (`orchestrator.tracking.server`) whose
+artifacts are in a bucket on it, the endpoint given the standard way (AWS_ENDPOINT_URL).
+"""
 
 from __future__ import annotations
 
@@ -27,14 +32,38 @@ def post(url: str, payload: dict) -> tuple[int, dict]:
         return err.code, json.loads(err.read())
 
 
+@pytest.fixture
+def mlflow_on_s3(s3, tmp_path, monkeypatch):
+    """`python -m orchestrator.tracking.server start` with its artifacts in a bucket; its URI."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    bucket = s3.bucket("mlflow-artifacts")
+    port, state = free_port(), tmp_path / "mlflow-server"
+    started = run_cli("orchestrator.tracking.server", "start", "--state-dir", str(state), "--port", str(port),
+                      "--artifacts-destination", f"s3://{bucket}/artifacts", cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        run_cli("orchestrator.tracking.server", "stop", "--state-dir", str(state), cwd=tmp_path)
+
+
 @pytest.mark.integration
-def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, quickdraw_root, report_figure):
+def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, quickdraw_root, report_figure, s3,
+                                                                     mlflow_on_s3):
+    bucket = s3.bucket("grids")
     grid = quickdraw_grid(quickdraw_root, NAME, models=[{"name": "test_vit"}],
-                          scheduler={"kind": "fifo", "metric": "val_acc", "mode": "max"})
+                          scheduler={"kind": "fifo", "metric": "val_acc", "mode": "max"},
+                          tracking={"uri": mlflow_on_s3, "storage": f"s3://{bucket}/runs"})
     grid["data"]["folds"] = {"kind": "stratified", "n_splits": 2}
     grid["train"]["epochs"] = 2
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
+    stored = s3.keys(bucket, f"runs/{NAME}/")
+    assert f"runs/{NAME}/data/folds.parquet" in stored
+    assert sum(k.endswith("/MANIFEST.json") for k in stored) >= 2  # committed checkpoints, no .partial copies
+    assert not any(".partial" in k for k in stored)
+    assert any(k.endswith("/checkpoint/model.pt") for k in s3.keys("mlflow-artifacts"))  # the server's artifacts
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0 and f"model: models:/{NAME}@champion" in ensemble.stdout
 
@@ -68,7 +97,7 @@ def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, q
     assert bad.returncode == 2 and "bad.csv line 3" in bad.stderr and "Traceback" not in bad.stderr
 
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_on_s3}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
                                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -92,4 +121,5 @@ def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, q
     finally:
         server.terminate()
         server.wait(30)
-    report_figure(f"orchestrator.predict on 300 quickdraw test images (test_vit, 2 folds): {speed}")
+    report_figure(f"orchestrator.predict on 300 quickdraw test images (test_vit, 2 folds; storage and MLflow artifacts on "
+                  f"the S3 server): {speed}")
