@@ -1,4 +1,8 @@
-"""Surviving faults on a real local Ray: a killed worker, a killed driver (--resume), a grown grid."""
+"""Surviving faults on a real local Ray: a killed driver (--resume), a damaged checkpoint, a grown grid, a full disk.
+
+The resume test keeps its grid in a bucket on a real S3 API server, the endpoint
+in the storage URI's query (pyarrow's own form), as MinIO and on-prem stores use it.
+"""
 
 from __future__ import annotations
 
@@ -55,11 +59,14 @@ def steps(uri: str, run_id: str, metric: str = "val_acc") -> list[int]:
 
 
 @pytest.mark.integration
-def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure):
-    """(b) kill -9 the driver mid-grid, --resume: every trial ends once, one run per identity;
-    (c) add a model and run again: only its trials train, and the ensemble sees old and new."""
+def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure, s3):
+    """(b) kill -9 the driver mid-grid, damage the unfinished trial's latest checkpoint, --resume: every trial ends
+    FINISHED once, one run per identity; (c) add a model and run again: only its trials train, and the ensemble
+    sees old and new. Storage: a bucket, the endpoint in the URI's query."""
+    bucket = s3.bucket("resume")
     grid = quickdraw_grid(quickdraw_root, "resume", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
-                          search={"train.optimizer.lr": {"grid": [3.0e-3, 1.0e-3]}})
+                          search={"train.optimizer.lr": {"grid": [3.0e-3, 1.0e-3]}},
+                          tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage": f"s3://{bucket}/grids{s3.query()}"})
     grid["train"]["epochs"] = 3
     grid["data"]["folds"]["use"] = [0]
     grid["resources"]["max_concurrent_trials"] = 1
@@ -73,11 +80,15 @@ def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, r
     process.wait()
     before = {r.data.tags["trial_key"]: r.data.tags["status"] for r in trial_runs(uri, "resume")}
     assert sorted(before.values()) == ["FINISHED", "RUNNING"], before  # the driver died before it could close the run
+    (unfinished,) = [key for key, status in before.items() if status == "RUNNING"]
+    damaged = truncate_latest_checkpoint(s3, bucket, f"grids/resume/trials/{unfinished}/")
 
     resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "(1 reused from earlier runs, 1 continued)" in resumed.stdout
     assert re.search(r"started again after epoch [123]", resumed.stdout)
+    assert f"{unfinished}: checkpoint {damaged} is damaged (model.pt has 100 bytes" in resumed.stdout
+    assert re.search(rf"{unfinished}: .*(continues from checkpoint epoch_000|starts afresh from epoch 1)", resumed.stdout)
     runs = trial_runs(uri, "resume")
     assert len(runs) == 2 and {r.data.tags["trial_key"] for r in runs} == set(before)  # one run per identity
     assert all(r.info.status == "FINISHED" and r.data.tags["predictions"] == "true" for r in runs)
@@ -96,8 +107,20 @@ def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, r
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr
     assert re.search(r"of 4 members\): OOF", ensemble.stdout), ensemble.stdout  # old and new configs together
-    report_figure("driver kill -9 mid-grid + --resume: 2 identities, 2 child runs, epochs 1-3 logged once each; "
-                  "grown by a model: 2 new trials trained, 2 reused, ensemble over 4 configs")
+    report_figure(f"driver kill -9 mid-grid, the latest checkpoint ({damaged}) truncated, --resume on S3 storage: "
+                  f"2 identities, 2 child runs FINISHED, epochs 1-3 logged once each; grown by a model: 2 new trials "
+                  f"trained, 2 reused, ensemble over 4 configs")
+
+
+def truncate_latest_checkpoint(s3, bucket: str, prefix: str) -> str:
+    """Cut the newest committed checkpoint's model.pt under `prefix` to 100 bytes (a node lost mid-write); its name."""
+    keys = [k for k in s3.keys(bucket, prefix) if k.endswith("/MANIFEST.json")]
+    assert keys, f"no committed checkpoint under s3://{bucket}/{prefix}"
+    latest = max(k.split("/")[-2] for k in keys)
+    model = f"{prefix}{latest}/model.pt"
+    body = s3.client().get_object(Bucket=bucket, Key=model)["Body"].read()
+    s3.client().put_object(Bucket=bucket, Key=model, Body=body[:100])
+    return latest
 
 
 def wait_for_count(log: Path, text: str, count: int, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -107,3 +130,49 @@ def wait_for_count(log: Path, text: str, count: int, process: subprocess.Popen, 
             return
         time.sleep(0.2)
     pytest.fail(f"never saw {text!r} {count} times in {log.name}:\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def small_volume(tmp_path):
+    """A real 10 MB tmpfs (root only): a volume that fills up mid-grid; `grow()` frees space as a user would."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=10m", "tmpfs", str(volume)],
+                                           capture_output=True, check=False).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+
+    class Volume:
+        path = volume
+
+        @staticmethod
+        def grow() -> None:
+            subprocess.run(["mount", "-o", "remount,size=64m", str(volume)], check=True)
+
+    try:
+        yield Volume
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+@pytest.mark.integration
+def test_a_full_storage_stops_the_grid_with_one_message_and_resume_completes(tmp_path, quickdraw_root, small_volume):
+    """Two test_vit trials (3.7 MB a checkpoint) on a 10 MB volume: full in their second epoch."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = quickdraw_grid(quickdraw_root, "full", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
+                          tracking={"uri": uri, "storage": str(small_volume.path)})
+    grid["data"]["folds"]["use"] = [0, 1]
+    grid_file = write_grid(tmp_path, grid)
+    full = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    assert full.returncode == 3, full.stderr
+    message = full.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: tracking.storage is full: no space left on device under {small_volume.path}/full")
+    assert "MB free" in message and "--resume" in message and "nothing is lost" in message
+    assert "Traceback" not in full.stdout + full.stderr and "Error" not in full.stdout
+
+    small_volume.grow()
+    resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "2 continued" in resumed.stdout
+    runs = trial_runs(uri, "full")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in runs)  # each epoch logged once
