@@ -7,12 +7,18 @@ FAILED or anything unexpected; 2 bad input (config, data), with the field named.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
 
 from orchestrator.cli import EXIT_ERROR, EXIT_OK, main_guard, parse_override
 from orchestrator.config import GridConfig, PseudoConfig, TrialTables, load_grid
+
+# MLflow's HTTP client retries a request that gets no answer for about 2 minutes by default; the
+# driver's writer retries on its own (tracking/writer.py), so a short client retry (1 + 2 + 4 s)
+# lets it see an outage, and a server that is back, within seconds. Users can set their own.
+MLFLOW_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -83,6 +89,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     from orchestrator.tracking.trials import TrialBook
     from orchestrator.tracking.writer import TrackingWriter, replay
 
+    for key, value in MLFLOW_ENV.items():
+        os.environ.setdefault(key, value)
     grid = settle_local_mode(grid, address)
     grid, teacher = pseudo_teacher(grid)
     check_storage(grid.layout.root)  # a missing bucket, refused keys, a full disk: said now, not by every trial
