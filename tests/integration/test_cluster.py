@@ -1,19 +1,23 @@
-"""A grid on a real multi-node Ray cluster (several raylets on this machine): spread, node loss, shared storage.
+"""A grid on a real multi-node Ray cluster (several raylets on this machine) with its storage in a bucket:
+spread over nodes, and chaos: Train worker processes and whole nodes killed on a seeded schedule.
 
-Losing a node SIGKILLs its Train worker too, so this is also the test of a killed
-worker: retried from its last checkpoint, in the same MLflow run, epochs logged once.
+A killed worker or a lost node is retried from the trial's last checkpoint (read
+back from the bucket), in the same MLflow run, epochs logged once.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 
 import pytest
 
 from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS
-from tests.conftest import REPO, mlflow_runs, quickdraw_grid, write_grid
+from tests.conftest import REPO, mlflow_runs, quickdraw_grid, run_cli, write_grid
 from tests.integration.test_resume_and_faults import finish, start_cli, steps
+
+SEED = 21  # the chaos schedule's: which epochs, which victims, process or node
 
 
 def wait_for_run_at_epoch(uri: str, experiment: str, epoch: int, process, timeout: float = 300):
@@ -47,52 +51,109 @@ def missing_paths_are_named_per_node(address: str, tmp_path, workers: int) -> No
         ray.shutdown()
 
 
-@pytest.mark.integration
-def test_trials_spread_over_nodes_and_survive_losing_one(tmp_path, quickdraw_root, report_figure, monkeypatch):
-    """Head (0 CPUs, the trial slots) + 2 one-CPU worker nodes; the node of a running trial is killed after epoch 2.
+def train_workers() -> list:
+    """The live Ray Train worker processes on this machine (every node of the test cluster is here)."""
+    import psutil
 
-    Storage is a file:// URI, the code path S3/GCS take (pyarrow filesystems), on a
-    folder every node of this machine shares.
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if cmdline and cmdline[0].startswith("ray::RayTrainWorker"):
+            found.append(process)
+    return found
+
+
+def chaos(cluster, workers: list, log, process, rng: random.Random, events: int, epochs_total: int) -> list[str]:
+    """Kill Train worker processes and whole worker nodes on a seeded schedule while the grid runs; what was done.
+
+    Each event waits until a seeded share of all epochs was reported, then SIGKILLs a random Train worker
+    process, or removes the node of one (every process on it SIGKILLed, as a lost machine) and adds a
+    fresh node in its place, as an autoscaler would.
+    """
+    done = []
+    marks = sorted(rng.sample(range(2, epochs_total - 2), events))
+    kinds = rng.sample(["process", "node"] + [rng.choice(["process", "node"]) for _ in range(events - 2)], events)
+    for mark, kind in zip(marks, kinds, strict=True):
+        deadline = time.monotonic() + 300
+        while log.read_text().count("val_acc=") < mark or not train_workers():
+            if process.poll() is not None or time.monotonic() > deadline:
+                return done
+            time.sleep(0.2)
+        victim = rng.choice(train_workers())
+        if kind == "process":
+            victim.kill()
+            done.append(f"worker pid {victim.pid} after {mark} epochs")
+            continue
+        host = next((n for n in workers if victim.pid in {p.pid for p in psutil_children(n)}), None)
+        if host is None:
+            victim.kill()
+            done.append(f"worker pid {victim.pid} after {mark} epochs (its node not found)")
+            continue
+        cluster.remove_node(host, allow_graceful=False)
+        workers.remove(host)
+        workers.append(cluster.add_node(num_cpus=1))
+        done.append(f"node {host.node_id[:8]} after {mark} epochs")
+    return done
+
+
+def psutil_children(node) -> list:
+    """Every process under a node's raylet."""
+    import psutil
+
+    try:
+        return psutil.Process(node.all_processes["raylet"][0].process.pid).children(recursive=True)
+    except (psutil.NoSuchProcess, KeyError, IndexError):
+        return []
+
+
+@pytest.mark.integration
+def test_a_grid_on_bucket_storage_survives_seeded_worker_and_node_kills(tmp_path, quickdraw_root, report_figure,
+                                                                        monkeypatch, s3):
+    """Head (0 CPUs, the trial slots) + 2 one-CPU worker nodes, storage in a bucket on the S3 server; worker
+    processes and nodes are killed on a seeded random schedule (the way Ray tests its own fault tolerance).
+
+    Every trial ends FINISHED in its one MLflow run with each epoch logged once, and the ensemble is written.
     """
     from ray.cluster_utils import Cluster
 
     monkeypatch.setenv("PYTHONPATH", str(REPO))  # the nodes' workers import this checkout, as the installed package would
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)  # every node reaches the bucket the standard way
+    bucket = s3.bucket("chaos")
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "resources": {TRIAL_SLOTS: SLOT_UNITS}})
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     try:
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        grid = quickdraw_grid(quickdraw_root, "multi-node", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
-                              tracking={"uri": uri, "storage": (tmp_path / "shared").as_uri()})
-        grid["train"].update(epochs=4, batch_size=32)
+        grid = quickdraw_grid(quickdraw_root, "chaos", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
+                              tracking={"uri": uri, "storage": f"s3://{bucket}/grids"})
+        grid["train"].update(epochs=6, batch_size=32)
         grid["data"]["folds"]["use"] = [0, 1]
-        process, log = start_cli("orchestrator.run", str(write_grid(tmp_path, grid)), "--address", cluster.address,
-                                 cwd=tmp_path)
-        victim_run = wait_for_run_at_epoch(uri, "multi-node", 2, process)
-        prefix = victim_run.data.tags["nodes"].split("/")[1]
-        (victim,) = [n for n in workers if n.node_id.startswith(prefix)]
-        cluster.remove_node(victim, allow_graceful=False)  # like a machine lost: every process of the node SIGKILLed
-        killed_at = time.monotonic()
+        grid["resources"]["max_failures"] = 6
+        grid_file = write_grid(tmp_path, grid)
+        process, log = start_cli("orchestrator.run", str(grid_file), "--address", cluster.address, cwd=tmp_path)
+        started = time.monotonic()
+        done = chaos(cluster, workers, log, process, random.Random(SEED), events=3, epochs_total=12)
         text = finish(process, log)
         assert process.returncode == 0, text
+        assert len(done) == 3, f"the grid ended before every kill: {done}"
+        assert any(d.startswith("worker") for d in done) and any(d.startswith("node") for d in done)
 
-        runs = [r for r in mlflow_runs(uri, "multi-node") if r.data.tags["orchestrator.role"] == "trial"]
-        assert sorted(r.data.tags["trial_key"] for r in runs) == sorted({r.data.tags["trial_key"] for r in runs})
-        assert len(runs) == 2  # one run per trial identity: the retry went on in its own run, no duplicate
+        runs = [r for r in mlflow_runs(uri, "chaos") if r.data.tags["orchestrator.role"] == "trial"]
+        assert len(runs) == 2 and len({r.data.tags["trial_key"] for r in runs}) == 2  # one run per trial identity
         for run in runs:
             assert run.info.status == "FINISHED" and run.data.tags["predictions"] == "true"
-            assert steps(uri, run.info.run_id) == [1, 2, 3, 4]  # nothing lost, nothing logged twice
+            assert steps(uri, run.info.run_id) == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing logged twice
+        retries = sum(int(r.data.tags.get("retries", 0)) for r in runs)
+        assert retries >= 3, f"{retries} retries for {done}"  # each kill hit a trial, which went on from its checkpoint
         first_nodes = {r.data.tags["nodes"].split(",")[0] for r in runs}
         assert len(first_nodes) == 2, f"both trials started on one node: {first_nodes}"
-        moved = next(r for r in runs if r.info.run_id == victim_run.info.run_id)
-        assert moved.data.tags["retries"] == "1"
-        assert len(moved.data.tags["nodes"].split(",")) == 2  # retried on the surviving node, from its checkpoint
-        assert re.search(r"retry 1/2 continues from the checkpoint of epoch [23]", text)
-        assert (tmp_path / "shared" / "multi-node" / "data" / "folds.parquet").is_file()
+        assert re.search(r"retry \d/6 continues from the checkpoint of epoch \d", text)
+        assert "grids/chaos/data/folds.parquet" in s3.keys(bucket, "grids/chaos/data/")
+        ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
+        assert ensemble.returncode == 0, ensemble.stderr
+        assert (tmp_path / "submission.csv").is_file()
         missing_paths_are_named_per_node(cluster.address, tmp_path, len(cluster.worker_nodes))
-        report_figure(f"multi-node: 2 trials on 2 nodes; node of one killed after epoch 2, retried on the other from its "
-                      f"checkpoint, both FINISHED with epochs 1-4 once; {time.monotonic() - killed_at:.0f} s from the "
-                      f"node kill to the grid's exit")
+        report_figure(f"chaos on 3 nodes, storage on the S3 server (seed {SEED}): {'; '.join(done)}; {retries} retries, "
+                      f"both trials FINISHED with epochs 1-6 once; grid {time.monotonic() - started:.0f} s; ensemble written")
     finally:
         cluster.shutdown()
-
