@@ -434,8 +434,22 @@ class ResourcesConfig(Strict):
 
 class TrackingConfig(Strict):
     uri: str = "sqlite:///mlflow.db"
-    storage: str = "./ray_results"  # Ray checkpoints + fold tables; shared (NFS / s3://) on a cluster
+    # Ray checkpoints + fold tables; shared on a cluster: NFS, or a bucket URI (s3://, gs://) whose endpoint may
+    # sit in its query (?endpoint_override=HOST:PORT&scheme=http); credentials never here (the environment does)
+    storage: str = "./ray_results"
     artifact_root: str | None = None  # new experiments' artifact location; default beside a sqlite db
+
+    @field_validator("storage")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        """Keys in a grid file end up in git, MLflow params and logs: refuse them, say where they go."""
+        import re
+
+        if re.search(r"[?&](access_key|secret_key|session_token)=|://[^/?]*:[^/?]*@", value):
+            raise ValueError("carries credentials: give them the standard way instead (AWS_ACCESS_KEY_ID / "
+                             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE in the environment, or the node's instance profile), "
+                             "and keep only the bucket, path and endpoint here")
+        return value
 
 
 class EnsembleConfig(Strict):
@@ -695,7 +709,8 @@ def format_validation_error(err: ValidationError, root: type[BaseModel]) -> str:
             lines.append(f"{loc}: required key is missing")
         else:  # a model-level check (empty loc) names its own field
             message, prefix = item["msg"].removeprefix("Value error, "), f"{loc}: " if loc else ""
-            shown = "input" in item and not isinstance(item.get("input"), dict)
+            # a value that carries credentials is not echoed (logs and CI output keep it)
+            shown = "input" in item and not isinstance(item.get("input"), dict) and "credentials" not in message
             lines.append(f"{prefix}{message} (got {item.get('input')!r})" if shown else f"{prefix}{message}")
     return "\n  ".join(["invalid config:"] + lines)
 

@@ -10,7 +10,8 @@ the handles into ids once the writes are in.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from orchestrator.layout import RunFiles
@@ -72,7 +73,8 @@ class TrialRuns:
         pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
         self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
                                                                 f"{record.key} OOF"), RunFiles.CONFUSION)
-        self.tracker.log_file(record.run_id, _local_model_file(record.best_checkpoint), RunFiles.CHECKPOINT)
+        with _local_model_file(record.best_checkpoint) as model_file:  # the writer keeps its own copy
+            self.tracker.log_file(record.run_id, model_file, RunFiles.CHECKPOINT)
         record.predictions = True
 
     def close(self, record: TrialRecord) -> None:
@@ -106,15 +108,12 @@ def searched_params(record: TrialRecord) -> dict[str, str]:
     return {"model": record.planned.config.model.name, **flatten(values)}
 
 
-def _local_model_file(checkpoint_path: str) -> str:
-    """The checkpoint's model.pt on this machine (downloaded when storage is remote)."""
-    import tempfile
-
+@contextmanager
+def _local_model_file(checkpoint_path: str) -> Iterator[str]:
+    """The checkpoint's model.pt on this machine while the context lasts (downloaded when storage is remote)."""
     import ray.train
 
-    from orchestrator.storage import is_uri
     from orchestrator.train.checkpoint import MODEL_FILE
 
-    checkpoint = ray.train.Checkpoint(checkpoint_path)
-    local = checkpoint.to_directory(tempfile.mkdtemp()) if is_uri(checkpoint_path) else checkpoint_path
-    return f"{local}/{MODEL_FILE}"
+    with ray.train.Checkpoint(checkpoint_path).as_directory() as local:
+        yield f"{local}/{MODEL_FILE}"

@@ -217,15 +217,19 @@ def test_recipe_options_train_together_and_log_their_metrics(tmp_path, quickdraw
 
 
 @pytest.mark.integration
-def test_mask_grid_to_submission(tmp_path, mask_root):
+def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     """The Mask layout end to end: folds by person, macro F1 tracked, a multi-head model beside a single-head one,
-    the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order."""
+    the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order; then a
+    pseudo-labelling round. Storage in a bucket on the S3 server (the endpoint from AWS_ENDPOINT_URL)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
+    bucket = s3.bucket("mask")
     grid = {"name": "mask", "data": {"source": "mask", "root": str(mask_root), "image_size": 16,
                                      "folds": {"n_splits": 3, "use": [0, 1]}},
             "models": [{"name": "test_resnet"}, {"name": "test_resnet", "heads": "mask"}],
             "train": {"epochs": 1, "batch_size": 8, "loss": {"heads": {"age": {"name": "focal", "weight": 2.0}}}},
             "scheduler": {"kind": "fifo", "mode": "max"}, "insight": {"gradcam_configs": 0, "gallery": 0},
-            "ensemble": {"method": "auto", "f1_offsets": "on"}}
+            "ensemble": {"method": "auto", "f1_offsets": "on"},
+            "tracking": {"uri": "sqlite:///mlflow.db", "storage": f"s3://{bucket}/runs"}}
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
     runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
@@ -247,6 +251,7 @@ def test_mask_grid_to_submission(tmp_path, mask_root):
     # a pseudo-labelling round: every eval image, labelled by that ensemble, joins both folds' training rows
     round_two = run_cli("orchestrator.run", str(grid_file), "--pseudo", "latest", "--set", "pseudo.top_fraction=1.0", cwd=tmp_path)
     assert round_two.returncode == 0 and "Pseudo-labels: 5 of 5 test rows" in round_two.stdout
+    assert any(k.startswith("runs/mask/data/folds-pseudo-") for k in s3.keys(bucket))  # the round's table, in the bucket
     runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
     (pseudo_parent,) = [r for r in runs if r.data.tags["orchestrator.role"] == "grid" and "pseudo_teacher" in r.data.tags]
     assert pseudo_parent.data.tags["pseudo_teacher"] == ensemble_run.info.run_id and pseudo_parent.data.tags["pseudo_rows"] == "5"

@@ -146,3 +146,16 @@ def test_ensemble_register_is_the_yaml_key_and_survives_a_round_trip(minimal_gri
     minimal_grid["ensemble"] = {"alias": "not an alias"}
     with pytest.raises(InputError, match=r"ensemble\.alias"):
         parse_grid(minimal_grid)
+
+
+def test_a_storage_uri_may_carry_its_endpoint_but_never_credentials():
+    from orchestrator.config import parse_grid
+    from orchestrator.errors import InputError
+
+    base = {"name": "g", "data": {}, "models": [{"name": "test_resnet"}]}
+    ok = parse_grid({**base, "tracking": {"storage": "s3://b/runs?endpoint_override=minio:9000&scheme=http"}})
+    assert ok.tracking.storage.endswith("&scheme=http")
+    for storage in ("s3://b/runs?access_key=AKIA123&secret_key=s3cr3t", "s3://AKIA123:s3cr3t@b/runs"):
+        with pytest.raises(InputError, match="tracking.storage: carries credentials: give them the standard way") as err:
+            parse_grid({**base, "tracking": {"storage": storage}})
+        assert "s3cr3t" not in str(err.value)

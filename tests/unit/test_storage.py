@@ -63,3 +63,17 @@ def test_a_full_disk_is_recognised_in_an_error_chain_and_in_a_workers_text():
         assert storage.is_disk_full(outer)
     assert storage.is_disk_full("Traceback ...\nOSError: [Errno 28] No space left on device")
     assert not storage.is_disk_full(ValueError("bad"))
+
+
+def test_a_full_disk_outside_the_grid_storage_is_exit_3_naming_the_file(tmp_path, capsys):
+    import errno
+
+    from orchestrator.cli import EXIT_NO_SPACE, main_guard
+
+    def main(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "images" / "cache.npy"))
+
+    assert main_guard(main) == EXIT_NO_SPACE
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no space left on device (writing {tmp_path}/images/cache.npy: ") and "MB free there" in err
+    assert "ORCHESTRATOR_CACHE" in err and "Traceback" not in err
