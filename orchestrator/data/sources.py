@@ -99,11 +99,30 @@ def images_under(folder: Path) -> list[Path]:
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
 
 
+SPLIT_NAMES = {"train", "training", "test", "testing", "val", "valid", "validation", "eval", "dev"}
+
+
+def check_folder_layout(root: Path, classes: list[str], test_root: Path | None) -> None:
+    """The classic layout mistakes, before they train silently: class folders named like splits (data.root one
+    level too high) and a test folder inside the training root (its images would train)."""
+    splits = sorted(c for c in classes if c.lower() in SPLIT_NAMES)
+    if splits:
+        train = next((c for c in splits if c.lower().startswith("train")), None)
+        test = next((c for c in splits if c.lower() not in {"train", "training"}), None)
+        hint = " and ".join(([f"data.root: {root / train}"] if train else []) + ([f"data.test_root: {root / test}"] if test else []))
+        raise InputError(f"data.root: {root} holds split folders ({', '.join(splits)}), not class folders: image_folder "
+                         f"reads root/<class>/<image>, so they would become classes" + (f"; did you mean {hint}?" if hint else ""))
+    if test_root is not None and Path(test_root).resolve().is_relative_to(root.resolve()):
+        raise InputError(f"data.test_root: {test_root} is inside data.root {root}, so its images would be read as "
+                         f"training images; keep the test folder beside the class folders' parent, not in it")
+
+
 def load_image_folder(cfg) -> DataTables:
     """`root/<class>/<image>`; optional `test_root/<image>` for the test set."""
     root = Path(cfg.root)
     require_dir(root, "data.root")
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    check_folder_layout(root, classes, cfg.test_root)
     if len(classes) < 2:
         raise InputError(f"data.root: found {len(classes)} class folder(s) in {root}; image_folder needs root/<class>/<image> with at least 2 classes")
     rows = [(str(p), str(p.relative_to(root)), k) for k, name in enumerate(classes) for p in images_under(root / name)]

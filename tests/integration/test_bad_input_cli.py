@@ -107,3 +107,17 @@ def test_a_class_with_fewer_images_than_folds_is_named(tmp_path, minimal_grid, t
     result = dry_run(tmp_path, minimal_grid)
     assert result.returncode == 0  # it can run; the person running it is told what the folds will lack
     assert "'cat' (1)" in result.stderr and "a single image" in result.stderr and "folds.kind: holdout" in result.stderr
+
+
+@pytest.mark.integration
+def test_an_image_folder_root_one_level_too_high_is_refused_with_the_fix(tmp_path, minimal_grid, tiny_sketch):
+    """`glyphs/` holds train/<class>/ and test/: train and test would become the two classes."""
+    (tiny_sketch / "test").mkdir()
+    (tiny_sketch / "train" / "ant" / "0.png").rename(tiny_sketch / "test" / "0.png")
+    minimal_grid["data"] = {"source": "image_folder", "root": str(tiny_sketch), "image_size": 16}
+    result = dry_run(tmp_path, minimal_grid)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"did you mean data.root: {tiny_sketch / 'train'} and data.test_root: {tiny_sketch / 'test'}?" in result.stderr
+    minimal_grid["data"].update(root=str(tiny_sketch / "train"), test_root=str(tiny_sketch / "train" / "ant"))
+    result = dry_run(tmp_path, minimal_grid)
+    assert result.returncode == 2 and "data.test_root: " in result.stderr and "is inside data.root" in result.stderr

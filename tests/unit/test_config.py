@@ -156,6 +156,6 @@ def test_a_storage_uri_may_carry_its_endpoint_but_never_credentials():
     ok = parse_grid({**base, "tracking": {"storage": "s3://b/runs?endpoint_override=minio:9000&scheme=http"}})
     assert ok.tracking.storage.endswith("&scheme=http")
     for storage in ("s3://b/runs?access_key=AKIA123&secret_key=s3cr3t", "s3://AKIA123:s3cr3t@b/runs"):
-        with pytest.raises(InputError, match="tracking.storage: carries credentials: give them the standard way") as err:
+        with pytest.raises(InputError, match=r"tracking\.storage: carries credentials: give them the standard way") as err:
             parse_grid({**base, "tracking": {"storage": storage}})
         assert "s3cr3t" not in str(err.value)

@@ -70,6 +70,17 @@ def test_image_folder(tiny_sketch):
     assert tables.classes == ["ant", "bee", "cat"] and len(tables.train) == 18
 
 
+def test_image_folder_refuses_split_folders_as_classes(tmp_path):
+    from orchestrator.data.sources import check_folder_layout
+
+    with pytest.raises(InputError, match=r"holds split folders \(test, train\).*did you mean data.root: .*/g/train and "
+                                         r"data.test_root: .*/g/test\?"):
+        check_folder_layout(tmp_path / "g", ["test", "train"], None)
+    with pytest.raises(InputError, match=r"holds split folders \(val\).*did you mean data.test_root: .*/g/val\?"):
+        check_folder_layout(tmp_path / "g", ["a", "b", "val"], None)
+    check_folder_layout(tmp_path / "g", ["ant", "bee"], tmp_path / "test")  # fine
+
+
 def frame(n_per_class=20, classes=4, groups=None) -> pd.DataFrame:
     targets = np.repeat(np.arange(classes), n_per_class)
     return pd.DataFrame({"target": targets, "group": groups if groups is not None else None})
