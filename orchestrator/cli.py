@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from orchestrator.errors import InputError, OutOfSpace
 
-EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_NO_SPACE = 0, 1, 2, 3
+EXIT_OK, EXIT_ERROR, EXIT_INPUT, EXIT_NO_SPACE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def main_guard(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
@@ -25,7 +25,7 @@ def main_guard(main: Callable[[list[str] | None], int], argv: list[str] | None =
         return EXIT_NO_SPACE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as err:  # noqa: BLE001 - last resort: keep the traceback for bug reports
         if is_disk_full(err):  # the image cache, MLflow's store, a file the command writes
             print(f"error: {no_space_text(err)}", file=sys.stderr)

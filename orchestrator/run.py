@@ -1,7 +1,9 @@
 """`python -m orchestrator.run grid.yaml`: run the grid (folds x models x search axes).
 
 Exit codes: 0 every trial ended (FINISHED or KILLED by the scheduler); 1 a trial
-FAILED or anything unexpected; 2 bad input (config, data), with the field named.
+FAILED or anything unexpected; 2 bad input (config, data, a storage that cannot be
+written), with the field named; 3 no space left on a disk it writes (`--resume`
+continues once there is room); 130 interrupted (Ctrl-C: `--resume` continues).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import time
 from typing import Any
 
-from orchestrator.cli import EXIT_ERROR, EXIT_OK, main_guard, parse_override
+from orchestrator.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, main_guard, parse_override
 from orchestrator.config import GridConfig, PseudoConfig, TrialTables, load_grid
 
 # MLflow's HTTP client retries a request that gets no answer for about 2 minutes by default; the
@@ -154,14 +156,17 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     if timing is not None:
         print("\n" + timing[0].render())
     failed = book.with_status(TrialStatus.FAILED)
+    command = " ".join(sys.argv[1:2]) or "grid.yaml"
     print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
-    print(f"ensemble:     python -m orchestrator.ensemble {sys.argv[1] if len(sys.argv) > 1 else 'grid.yaml'}")
-    if interrupted:
-        print(f"interrupted: {len(interrupted)} trial(s) did not end; `--resume` continues them from their checkpoints",
-              file=sys.stderr)
+    if any(r.status.ended for r in book.records.values()):  # something to ensemble
+        print(f"ensemble:     python -m orchestrator.ensemble {command}")
     if failed:
         print(f"{len(failed)} trial(s) FAILED: their MLflow runs hold {RunFiles.ERROR}", file=sys.stderr)
-    return EXIT_ERROR if failed or interrupted else EXIT_OK
+    if interrupted:  # Tune returns normally on Ctrl-C, with trials still open
+        print(f"interrupted: {len(interrupted)} trial(s) did not end; `python -m orchestrator.run {command} --resume` "
+              f"continues them from their last checkpoints", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_ERROR if failed else EXIT_OK
 
 
 def run_grid(grid: GridConfig, work: Any, prepared: Any, callback: Any, stamp: str, slots: Any, tracker: Any) -> None:

@@ -57,10 +57,14 @@ def runs_page(base: str, experiment_id: str) -> str:
 
 
 def ui_command(uri: str, experiment_id: str) -> str:
+    """How to see the runs: the server's page, or the `mlflow ui` command and its page, on the host and port that
+    `mlflow ui` itself takes from the environment (MLFLOW_HOST, MLFLOW_PORT; else 127.0.0.1:5000)."""
     if uri.startswith(("http://", "https://")):
         return f"open {runs_page(uri, experiment_id)} (the MLflow server)"
-    return (f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1, then open "
-            f"{runs_page('http://127.0.0.1:5000', experiment_id)}")
+    host, port = os.environ.get("MLFLOW_HOST", "127.0.0.1"), os.environ.get("MLFLOW_PORT", "5000")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return (f"mlflow ui --backend-store-uri {uri} --host {host} --port {port}, then open "
+            f"{runs_page(f'http://{shown}:{port}', experiment_id)}")
 
 
 class Tracker:
@@ -68,6 +72,8 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: str | None = None):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a link per ended run too: the tool
+        # prints the experiment's link once
         from mlflow.tracking import MlflowClient
 
         self.uri, self.experiment_name = uri, experiment

@@ -176,3 +176,25 @@ def test_a_full_storage_stops_the_grid_with_one_message_and_resume_completes(tmp
     runs = trial_runs(uri, "full")
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in runs)  # each epoch logged once
+
+
+@pytest.mark.integration
+def test_ctrl_c_is_exit_130_with_the_tools_advice_only_and_resume_completes(tmp_path, quickdraw_root):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = quickdraw_grid(quickdraw_root, "ctrl-c", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
+                          tracking={"uri": uri, "storage": str(tmp_path / "runs")})
+    grid["train"]["epochs"] = 30
+    grid["data"]["folds"]["use"] = [0]
+    grid_file = write_grid(tmp_path, grid)
+    process, log = start_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    wait_for(log, r"epoch 2/30", process)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground process group
+    text = finish(process, log, timeout=300)
+    assert process.returncode == 130, text
+    assert f"`python -m orchestrator.run {grid_file} --resume` continues them" in text
+    assert "Tuner.restore" not in text and "Traceback" not in text and "Failed to fetch metrics" not in text
+    assert "ensemble:" not in text  # nothing ended: nothing to ensemble yet
+    resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    (run,) = trial_runs(uri, "ctrl-c")
+    assert run.info.status == "FINISHED" and steps(uri, run.info.run_id) == list(range(1, 31))

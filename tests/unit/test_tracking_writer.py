@@ -129,3 +129,4 @@ def test_writes_left_by_a_killed_driver_are_written_by_the_next_run_once(tracker
     replay(tracker, journal, say=said.append)  # nothing left: nothing written twice
     assert len([r for r in tracker.runs("trial") if r.info.run_name == "made-later"]) == 1
     assert history(tracker, run.id) == [(1, 0.1), (2, 0.2)]
+
