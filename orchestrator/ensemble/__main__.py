@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
     metric, cfg = grid.scheduler.metric, grid.ensemble
-    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root)
+    tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root, create=False)
     members, skipped = load_members(tracker, grid.data.folds.folds_to_train())
     for line in skipped:
         print(f"skipped {line}")
@@ -130,6 +130,21 @@ def served_probabilities(probs: list[np.ndarray], fit, offsets) -> np.ndarray:
     return shift(blend(probs, fit.weights, fit.method), offsets)
 
 
+def _say_replaced(output: Path, tracker, run_id: str) -> None:
+    """A submission already at `output` is replaced: say so, and where a copy of it is kept (the ensemble run that
+    wrote it logged one; a file from elsewhere is moved aside to <name>.previous<suffix>)."""
+    if not output.exists():
+        return
+    earlier = [r for r in tracker.runs("ensemble") if r.info.run_id != run_id]
+    if earlier:
+        print(f"replacing {output}: the previous one is kept in ensemble run {earlier[0].info.run_id} "
+              f"(its artifacts: {output.name})")
+        return
+    kept = output.with_name(f"{output.stem}.previous{output.suffix}")
+    output.replace(kept)
+    print(f"replacing {output}: no ensemble run of this grid wrote it, so it is kept as {kept}")
+
+
 def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]) -> Path | None:
     """Write (and log) the submission and the blended test probabilities; None when the source has no test set."""
     from orchestrator.blend import blend, shift
@@ -147,6 +162,7 @@ def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[
     submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
     output = Path(grid.ensemble.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
+    _say_replaced(output, tracker, run_id)
     submission.to_csv(output, index=False)
     with tempfile.TemporaryDirectory() as folder:
         submission.to_csv(Path(folder) / output.name, index=False)

@@ -70,7 +70,9 @@ def ui_command(uri: str, experiment_id: str) -> str:
 class Tracker:
     """Thin wrapper over MlflowClient for this project's run layout."""
 
-    def __init__(self, uri: str, experiment: str, artifact_root: str | None = None):
+    def __init__(self, uri: str, experiment: str, artifact_root: str | None = None, create: bool = True):
+        """`create`: make the experiment when it does not exist (the grid's run); else (commands that only read
+        it) an InputError, so a command run too early leaves no empty experiment behind."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a link per ended run too: the tool
         # prints the experiment's link once
@@ -79,6 +81,11 @@ class Tracker:
         self.uri, self.experiment_name = uri, experiment
         self.client = MlflowClient(tracking_uri=uri)
         found = self.client.get_experiment_by_name(experiment)
+        if found is None and not create:
+            from orchestrator.errors import InputError
+
+            raise InputError(f"name: MLflow ({uri}) has no experiment {experiment!r}: run the grid first "
+                             f"(python -m orchestrator.run GRID.yaml), or check name and tracking.uri")
         if found is None:
             location = artifact_root or default_artifact_root(uri)
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)

@@ -121,3 +121,13 @@ def test_an_image_folder_root_one_level_too_high_is_refused_with_the_fix(tmp_pat
     minimal_grid["data"].update(root=str(tiny_sketch / "train"), test_root=str(tiny_sketch / "train" / "ant"))
     result = dry_run(tmp_path, minimal_grid)
     assert result.returncode == 2 and "data.test_root: " in result.stderr and "is inside data.root" in result.stderr
+
+
+@pytest.mark.integration
+def test_the_ensemble_before_any_grid_says_so_and_leaves_no_experiment(tmp_path, minimal_grid):
+    from mlflow.tracking import MlflowClient
+
+    result = run_cli("orchestrator.ensemble", str(write_grid(tmp_path, minimal_grid)), cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "has no experiment 'tiny': run the grid first" in result.stderr
+    assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("tiny") is None

@@ -259,7 +259,10 @@ def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     round_configs = {r.data.tags["config_id"] for r in runs if r.data.tags["orchestrator.role"] == "trial"
                      and r.data.tags.get("mlflow.parentRunId") == pseudo_parent.info.run_id}
     assert len(round_configs) == 2  # its own configs: its rows differ, so nothing is reused
-    assert run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path).returncode == 0
+    again = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
+    assert again.returncode == 0
+    assert f"replacing {tmp_path / 'submission.csv'}: the previous one is kept in ensemble run {ensemble_run.info.run_id}" \
+        in again.stdout
     latest = max((r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
                   if r.data.tags["orchestrator.role"] == "ensemble"), key=lambda r: r.info.start_time)
     members = set(latest.data.params["members"].split(","))
