@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m orchestrator.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a grid.yaml, or an MLflow model URI (models:/..., runs:/...)")
-    parser.add_argument("input", help="a folder of images, a CSV with image_path, or a competition data root")
+    parser.add_argument("input", help="an image, a folder of images, a CSV with image_path, or a competition data root")
     parser.add_argument("--output", default="preds.csv", help="where the CSV goes (default: preds.csv)")
     parser.add_argument("--format", choices=["rows", "submission"], default="rows",
                         help="rows: one row per image with the top classes; submission: the competition's file")
@@ -61,19 +61,22 @@ def resolve_model(model: str, tracking_uri: str | None, overrides: list[str]) ->
     return model, tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
 
 
-def load_model(uri: str, tracking_uri: str):
+def load_model(uri: str, tracking_uri: str, given: str):
+    """The pyfunc model; `given`: MODEL as the user gave it (a grid file, or the URI), for the message."""
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
     try:
         return mlflow.pyfunc.load_model(uri)
     except Exception as err:  # noqa: BLE001 - MLflow raises its own kinds for a missing model, alias or run
+        grid = given if given.endswith((".yaml", ".yml")) else "GRID.yaml"
         raise InputError(f"MODEL {uri} in {tracking_uri}: cannot load it ({str(err).splitlines()[0]}); run "
-                         f"`python -m orchestrator.ensemble grid.yaml` first, or check the URI") from None
+                         f"`python -m orchestrator.ensemble {grid}` first, or check the URI") from None
 
 
-def predict_rows(model, rows, params: dict):
-    """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it."""
+def predict_rows(model, rows, params: dict, given: str = "INPUT"):
+    """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it
+    (`given`: INPUT as the user gave it)."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
     from tqdm import tqdm
@@ -86,7 +89,7 @@ def predict_rows(model, rows, params: dict):
             try:
                 parts.append(model.predict(pd.DataFrame({"image_path": part["image_path"].tolist()}), params=params))
             except MlflowException as err:
-                raise InputError(f"{err.message} (row numbers count from image {start} of INPUT)") from None
+                raise InputError(f"{err.message} (row numbers count from image {start} of {given})") from None
             bar.update(len(part))
     return pd.concat(parts, ignore_index=True)
 
@@ -131,11 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = read_inputs(args.input)
     if args.format == "submission" and inputs.submission is None:
-        raise InputError(f"--format submission needs a competition data root (test.csv + test/, or eval/info.csv); "
-                         f"INPUT is a {inputs.kind}")
+        raise InputError(f"--format submission needs a competition data root (test.csv + test/, or eval/info.csv), a "
+                         f"test folder or an image; {args.input} is a {inputs.kind.split(' ')[0]}")
     uri, tracking_uri = resolve_model(args.model, args.tracking_uri, args.set)
     print(f"{len(inputs.rows)} images from {inputs.kind}; model {uri} ({tracking_uri})", file=sys.stderr, flush=True)
-    model = load_model(uri, tracking_uri)
+    model = load_model(uri, tracking_uri, args.model)
     params = {"topk": args.topk, "batch_size": args.batch_size, "device": args.device, "workers": args.workers}
     if args.address:
         device, start = f"Ray at {args.address}", time.monotonic()
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         device = model.unwrap_python_model().ensemble(args.device).device  # the fold models load here, before the clock
         start = time.monotonic()
-        out = predict_rows(model, inputs.rows, params)
+        out = predict_rows(model, inputs.rows, params, args.input)
     seconds = time.monotonic() - start
     if args.format == "submission":
         frame = inputs.submission(inputs.rows, out["target"].to_numpy(), list(model.metadata.metadata["classes"]))

@@ -131,3 +131,12 @@ def test_the_ensemble_before_any_grid_says_so_and_leaves_no_experiment(tmp_path,
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "has no experiment 'tiny': run the grid first" in result.stderr
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("tiny") is None
+
+
+@pytest.mark.integration
+def test_predict_without_a_model_names_the_grid_file_given(tmp_path, minimal_grid, tiny_sketch):
+    grid_file = write_grid(tmp_path, minimal_grid, name="my_grid.yaml")
+    image = tiny_sketch / "train" / "ant" / "0.png"
+    result = run_cli("orchestrator.predict", str(grid_file), str(image), cwd=tmp_path, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"run `python -m orchestrator.ensemble {grid_file}` first" in result.stderr

@@ -84,6 +84,17 @@ def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, q
     assert len(joined) == 300 and (joined["target"] == joined["target_pred"]).all()
     speed = folder.stderr.strip().splitlines()[-1]
 
+    # one image file; an image_folder-style submission of a test folder
+    first = quickdraw_root / "test" / preds["image_path"][0]
+    one = run_cli("orchestrator.predict", str(grid_file), str(first), "--output", "one.csv", cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert pd.read_csv(tmp_path / "one.csv")["class_name"].tolist() == [preds["class_name"][0]]
+    as_folder = run_cli("orchestrator.predict", str(grid_file), str(quickdraw_root / "test"), "--format", "submission",
+                        "--output", "folder_submission.csv", cwd=tmp_path)
+    assert as_folder.returncode == 0, as_folder.stderr
+    written = pd.read_csv(tmp_path / "folder_submission.csv")
+    assert written.columns.tolist() == ["image_path", "target", "class_name"] and len(written) == 300
+
     # the same images sharded over Ray tasks (a Ray of its own here; a cluster with --address auto)
     sharded = run_cli("orchestrator.predict", str(grid_file), str(quickdraw_root / "test"), "--output", "sharded.csv",
                       "--topk", "3", "--address", "local", "--batch-size", "32", cwd=tmp_path)

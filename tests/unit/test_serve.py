@@ -12,6 +12,7 @@ import torch
 
 from orchestrator.blend import blend, shift
 from orchestrator.config import TrialTables, parse_grid
+from orchestrator.data.sources import folder_submission
 from orchestrator.errors import InputError
 from orchestrator.search.plan import plan_trials
 from orchestrator.serve.bundle import EnsembleSpec, MemberSpec
@@ -26,7 +27,7 @@ CLASSES = ["ant", "bee", "cat"]
 def test_a_folder_is_searched_recursively_in_order_and_hidden_files_are_skipped(tiny_sketch):
     (tiny_sketch / "train" / ".hidden.png").write_bytes(b"not read")
     inputs = read_inputs(tiny_sketch / "train")
-    assert inputs.submission is None and len(inputs.rows) == 18
+    assert inputs.submission is folder_submission and len(inputs.rows) == 18  # as the ensemble of an image_folder grid
     assert inputs.rows["rel_path"].tolist() == sorted(inputs.rows["rel_path"])
     assert inputs.rows["rel_path"][0] == "ant/0.png" and inputs.rows["image_path"][0].startswith("/")
 
@@ -55,8 +56,17 @@ def test_competition_roots_bring_their_submission_writer(tiny_sketch, mask_root)
 def test_no_images_or_no_such_input_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no images"):
         read_inputs(tmp_path)
-    with pytest.raises(InputError, match="not a folder of images"):
+    with pytest.raises(InputError, match=r"missing: not an image file .*, a folder of images, a \.csv"):
         read_inputs(tmp_path / "missing")
+    (tmp_path / "broken.png").write_text("not an image")
+    with pytest.raises(InputError, match=r"broken\.png"):
+        read_inputs(tmp_path / "broken.png")
+
+
+def test_a_single_image_file_is_one_row(tiny_sketch):
+    one = read_inputs(tiny_sketch / "train" / "bee" / "1.png")
+    assert one.kind.startswith("image ") and one.rows["rel_path"].tolist() == ["1.png"] and len(one.rows) == 1
+    assert one.rows["image_path"][0] == str((tiny_sketch / "train" / "bee" / "1.png").resolve())
 
 
 def test_sources_are_paths_or_base64_and_a_bad_row_is_named(tiny_sketch):
