@@ -4,9 +4,10 @@ Both runs use a real `mlflow server` (`python -m orchestrator.tracking.server`) 
 127.0.0.1 and quickdraw10 (sketch_csv JPEGs). In the outage run the server is
 stopped once the third epoch report is printed and started again `--outage-s`
 later. Printed per run: the command's wall time, the trials' held seconds (their
-`cost_wall_s` in MLflow, summed), epochs reported while the server was away, the
-median epoch time inside and outside the outage, and whether every epoch reached
-MLflow once.
+`cost_wall_s` in MLflow, summed), the seconds of epochs and of the driver's callback
+in Tune's event loop (the run's time account), epochs reported while the server was
+away, the median epoch time inside and outside the outage, and whether every epoch
+reached MLflow once.
 
     python benchmarks/tracking_outage.py [--outage-s 120] [--epochs 30] [--per-class 150]
 """
@@ -76,7 +77,10 @@ def run(root: Path, folder: Path, name: str, epochs: int, outage_s: float | None
         sys.exit(f"{name}: exit {process.returncode}\n{text[-3000:]}")
     figures = from_mlflow(uri, name, epochs, window)
     server("stop", state, port)
-    return {"wall_s": wall, "behind_lines": len(re.findall(r"tracking: MLflow has not taken", text)), **figures}
+    account = {name: float(m.group(1)) if (m := re.search(rf"{name}\s+([\d.]+) s", text)) else float("nan")
+               for name in ("epochs", "driver callback")}
+    return {"wall_s": wall, "behind_lines": len(re.findall(r"tracking: MLflow has not taken", text)),
+            "epochs_s": account["epochs"], "callback_s": account["driver callback"], **figures}
 
 
 def from_mlflow(uri: str, name: str, epochs: int, window: tuple[float, float] | None) -> dict:
@@ -113,11 +117,12 @@ def main() -> None:
         rows = {"no outage": run(root, Path(scratch) / "steady", "steady", args.epochs, None),
                 f"server away {args.outage_s:.0f} s": run(root, Path(scratch) / "outage", "outage", args.epochs,
                                                            args.outage_s)}
-    print(f"{'run':<22} {'wall s':>7} {'trials held s':>14} {'epochs in outage':>17} {'epoch s in / out':>17} "
-          f"{'behind lines':>13} {'each epoch once':>16}")
+    print(f"{'run':<22} {'wall s':>7} {'trials held s':>14} {'epochs s':>9} {'callback s':>11} {'epochs in outage':>17} "
+          f"{'epoch s in / out':>17} {'behind lines':>13} {'each epoch once':>16}")
     for label, r in rows.items():
-        print(f"{label:<22} {r['wall_s']:7.0f} {r['held_s']:14.0f} {r['epochs_in_outage']:17d} "
-              f"{r['epoch_s_in']:8.2f} / {r['epoch_s_out']:<6.2f} {r['behind_lines']:13d} {r['each_epoch_once']!s:>16}")
+        print(f"{label:<22} {r['wall_s']:7.0f} {r['held_s']:14.0f} {r['epochs_s']:9.1f} {r['callback_s']:11.1f} "
+              f"{r['epochs_in_outage']:17d} {r['epoch_s_in']:8.2f} / {r['epoch_s_out']:<6.2f} {r['behind_lines']:13d} "
+              f"{r['each_epoch_once']!s:>16}")
 
 
 if __name__ == "__main__":
