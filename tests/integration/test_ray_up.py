@@ -1,7 +1,8 @@
 """The on-prem path for real: sshd on 127.0.0.1, `ray up cluster/local.yaml`, a grid, the ensemble, `ray down`.
 
 The commands are the README's "Run on a cluster" ones; only the SSH key, the MLflow
-server's port and its folder are this test's own. Installs openssh-server and
+server's port and its folder, and the PATH of the environment running the tests (a
+virtualenv's, which a login shell over SSH lacks) are this test's own. Installs openssh-server and
 rsync (Debian packages) when they are missing and this runs as root.
 """
 
@@ -11,6 +12,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -61,8 +63,15 @@ def sshd(tmp_path):
     server.wait(timeout=10)
 
 
+# The environment that runs the tests (a virtualenv, or the system Python): the commands the cluster runs over
+# SSH run in a login shell, whose PATH lacks a virtualenv, so they are given this one's bin folder first.
+BIN = Path(sys.executable).parent
+ON_PATH = f"export PATH={BIN}:$PATH; "
+
+
 def ray_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    result = subprocess.run(["ray", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+    ray = str(BIN / "ray") if (BIN / "ray").exists() else "ray"
+    result = subprocess.run([ray, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
                             env={**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **(env or {})})
     print(f"$ ray {' '.join(args)}  -> exit {result.returncode}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     return result
@@ -75,11 +84,11 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
     config["auth"]["ssh_private_key"] = str(sshd)
     server = [c for c in config["head_start_ray_commands"] if "orchestrator.tracking.server start" in c]
     assert len(server) == 1 and "--port 5000" in server[0]
-    config["head_start_ray_commands"] = [c.replace("--port 5000", f"--port {port} --state-dir {tmp_path / 'mlflow'}")
+    config["head_start_ray_commands"] = [ON_PATH + c.replace("--port 5000", f"--port {port} --state-dir {tmp_path / 'mlflow'}")
                                          for c in config["head_start_ray_commands"]]
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(yaml.safe_dump(config, sort_keys=False))
-    subprocess.run(["ray", "get-auth-token", "--generate"], check=True, capture_output=True)  # README: before `ray up`
+    assert ray_cli("get-auth-token", "--generate", cwd=REPO).returncode == 0  # README: before `ray up`
     uri = f"http://127.0.0.1:{port}"
     grid = quickdraw_grid(quickdraw_root, "ray-up", models=[{"name": "test_resnet"}], scheduler={"kind": "fifo"},
                           tracking={"uri": uri, "storage": str(tmp_path / "ray_results")})
@@ -94,10 +103,11 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
     try:
         assert up.returncode == 0, up.stderr[-3000:]
         up_s = time.monotonic() - started
-        run = ray_cli("exec", str(cluster), f"cd {tmp_path} && python -m orchestrator.run grid.yaml --address auto", cwd=REPO)
+        run = ray_cli("exec", str(cluster), f"{ON_PATH}cd {tmp_path} && python -m orchestrator.run grid.yaml --address auto",
+                      cwd=REPO)
         assert run.returncode == 0 and "2/2" in run.stdout
         job = ray_cli("job", "submit", "--address", "http://127.0.0.1:8265", "--",
-                      "python", "-m", "orchestrator.ensemble", str(tmp_path / "grid.yaml"), "--set",
+                      sys.executable, "-m", "orchestrator.ensemble", str(tmp_path / "grid.yaml"), "--set",
                       f"ensemble.output={tmp_path / 'submission.csv'}", cwd=tmp_path, env={"RAY_AUTH_MODE": "token"})
         assert job.returncode == 0 and "succeeded" in job.stdout + job.stderr
         runs = mlflow_runs(uri, "ray-up")  # the head's MLflow server holds every run
@@ -112,8 +122,8 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
         assert {"oof.parquet", "model.pt", "folds.parquet", "submission.csv"} <= stored  # in its artifact store
         assert (tmp_path / "submission.csv").is_file()
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to a local store
-        stop = ray_cli("exec", str(cluster), f"python -m orchestrator.tracking.server stop --state-dir {tmp_path / 'mlflow'}",
-                       cwd=REPO)
+        stop = ray_cli("exec", str(cluster), f"{ON_PATH}python -m orchestrator.tracking.server stop --state-dir "
+                       f"{tmp_path / 'mlflow'}", cwd=REPO)
         assert stop.returncode == 0 and not port_open(port)
     finally:
         down = ray_cli("down", "-y", str(cluster), cwd=REPO)

@@ -113,3 +113,16 @@ def test_the_sketch_policy_includes_invert_posterize_and_equalize():
     assert (ops["invert"](image=drawing)["image"] == 255 - drawing).all()
     assert set(np.unique(ops["posterize"](image=np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, 2))["image"]))\
         < set(range(256))  # fewer grey levels
+
+
+def test_every_preset_says_what_it_does_and_light_noflip_never_mirrors():
+    import albumentations as A
+
+    from orchestrator.data.transforms import PRESET_NOTES, PRESETS, check_augment
+
+    assert list(PRESET_NOTES) == list(PRESETS)
+    flips = {name for name, (_, train) in PRESETS.items() if any(isinstance(t, A.HorizontalFlip) for t in train(32))}
+    assert "light_noflip" not in flips and "none" not in flips and "sketch_light" in flips
+    assert all(("flip" in PRESET_NOTES[name]) for name in flips)  # the table says which presets mirror
+    with pytest.raises(ValueError, match=r"(?s)valid presets:\n.*light_noflip +sketch_light without the flip"):
+        check_augment("light")
