@@ -68,7 +68,29 @@ def dry_run(grid: GridConfig) -> int:
     configs = len({p.config.config_id for p in plan})
     print(format_plan(plan))
     print(f"\n{len(plan)} trials = {configs} configs x {len(grid.data.folds.folds_to_train())} folds; {note}")
+    if fingerprint:  # the ids are the real run's: say what MLflow already holds of them
+        prior = {key: old for key, old in earlier_trials(grid).items() if key in {p.key for p in plan}}
+        ended = sum(old.ended for old in prior.values())
+        print(f"against MLflow ({grid.tracking.uri}): {ended} would be reused (ended earlier), {len(prior) - ended} "
+              f"continued with --resume (started afresh without), {len(plan) - len(prior)} trained")
     return EXIT_OK
+
+
+def earlier_trials(grid: GridConfig) -> dict:
+    """What MLflow holds of this grid's trials, read without writing anything ({} with no store or experiment yet)."""
+    from pathlib import Path
+
+    from orchestrator.errors import InputError
+    from orchestrator.tracking.history import prior_trials
+    from orchestrator.tracking.mlflow_store import Tracker
+
+    uri = grid.tracking.uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return {}  # opening it would create it
+    try:
+        return prior_trials(Tracker(uri, grid.name, create=False), grid.scheduler.metric)
+    except InputError:
+        return {}
 
 
 def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> int:
@@ -107,6 +129,8 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     stamp = time.strftime("%Y%m%d-%H%M%S")
     plan = plan_trials(grid, prepared.trial_tables)
     work = sort_out(grid, plan, tracker, resume)
+    if not work.to_run and grid.searcher != "optuna":
+        return nothing_to_train(grid, work, tracker)
     datasets = grid_datasets(grid, prepared.tables)
     parent_id = open_parent(grid, tracker, prepared, stamp, work, resume, datasets)
     trials = trial_count(grid, work.to_run)
@@ -167,6 +191,22 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
               f"continues them from their last checkpoints", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def nothing_to_train(grid: GridConfig, work: Any, tracker: Any) -> int:
+    """Every planned trial ended in an earlier run: say so and show the leaderboard from MLflow, without starting
+    Ray or adding a parent run (the last one stays the grid's)."""
+    from orchestrator.tracking.leaderboard import leaderboard, render
+    from orchestrator.tracking.mlflow_store import ui_command
+    from orchestrator.tracking.trials import TrialBook
+
+    book = TrialBook([], axes=list(grid.search), reused=[(p, work.prior[p.key]) for p in work.reused])
+    print(f"nothing to train: all {len(work.reused)} trials of this grid ended in earlier runs and are reused "
+          f"(add a model, a fold or a search value to train more)")
+    print("\n" + render(leaderboard(book.records.values(), grid.scheduler.mode), grid.scheduler.metric))
+    print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
+    print(f"ensemble:     python -m orchestrator.ensemble {' '.join(sys.argv[1:2]) or 'grid.yaml'}")
+    return EXIT_OK
 
 
 def run_grid(grid: GridConfig, work: Any, prepared: Any, callback: Any, stamp: str, slots: Any, tracker: Any) -> None:

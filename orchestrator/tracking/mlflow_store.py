@@ -72,7 +72,7 @@ class Tracker:
 
     def __init__(self, uri: str, experiment: str, artifact_root: str | None = None, create: bool = True):
         """`create`: make the experiment when it does not exist (the grid's run); else (commands that only read
-        it) an InputError, so a command run too early leaves no empty experiment behind."""
+        it) an InputError, so a command run too early leaves no empty experiment behind, and nothing is written."""
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file is noise
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a link per ended run too: the tool
         # prints the experiment's link once
@@ -91,7 +91,7 @@ class Tracker:
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
         else:
             self.experiment_id = found.experiment_id
-        if found is None or found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]:
+        if create and (found is None or found.tags.get(EXPERIMENT_KIND[0]) != EXPERIMENT_KIND[1]):
             self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
 
     # ------------------------------------------------------------------ runs

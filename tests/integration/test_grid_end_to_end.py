@@ -73,6 +73,16 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
     holdout = float((submission["target"].to_numpy() == labels["target"].to_numpy()).mean())
     assert holdout > 0.3  # 10 classes: chance is 0.1
 
+    # the same grid again: nothing to train, so no Ray and no new parent run; --dry-run says what would be reused
+    dry = run_cli("orchestrator.run", str(grid_file), "--dry-run", cwd=tmp_path)
+    assert dry.returncode == 0 and "6 would be reused (ended earlier), 0 continued with --resume" in dry.stdout
+    started = time.monotonic()
+    again = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    rerun_seconds = time.monotonic() - started
+    assert again.returncode == 0 and "nothing to train: all 6 trials of this grid ended in earlier runs" in again.stdout
+    assert "mean val_acc" in again.stdout and "Ray's log" not in again.stdout  # the leaderboard; Ray never started
+    assert len([r for r in mlflow_runs(uri, "quickdraw-e2e") if r.data.tags["orchestrator.role"] == "grid"]) == 1
+
     launch_costs = []
     for child in children:
         first = client.get_metric_history(child.info.run_id, "val_acc")[0]
@@ -83,6 +93,7 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
                   f"{statuses.count('FINISHED')} finished / {statuses.count('KILLED')} stopped by ASHA")
     report_figure(f"quickdraw10 ensemble: OOF acc {ens:.4f} vs best member {best:.4f}; held-out test acc {holdout:.4f}")
     report_figure(f"trial fixed cost (launch -> first epoch report, minus that epoch): median {statistics.median(launch_costs):.1f} s")
+    report_figure(f"the finished grid run again: {rerun_seconds:.1f} s (nothing to train, Ray not started)")
 
 
 @pytest.fixture
