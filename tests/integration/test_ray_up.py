@@ -126,6 +126,9 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
                        f"{tmp_path / 'mlflow'}", cwd=REPO)
         assert stop.returncode == 0 and not port_open(port)
     finally:
+        # `ray down` runs its own `ray stop` in the SSH login shell, whose PATH has no virtualenv: stop Ray with
+        # this environment's first (the README's note for on-prem clusters in a virtualenv)
+        ray_cli("exec", str(cluster), f"{ON_PATH}ray stop", cwd=REPO)
         down = ray_cli("down", "-y", str(cluster), cwd=REPO)
     assert down.returncode == 0
     assert subprocess.run(["pgrep", "-f", "raylet"], capture_output=True, check=False).returncode == 1  # Ray is gone
