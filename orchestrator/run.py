@@ -161,6 +161,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             progress.close()  # the insight's lines go below the live line, not over it
             runs.settle(book.records.values(), writer.drain)  # the insight reads what the trials logged
             analyse_configs(grid, book, tracker, prepared.tables)
+            keep_only_best_weights(book)
         finished = True
     finally:
         progress.close()  # (again: a no-op when it closed above)
@@ -179,6 +180,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
           + (f"; the {reused} reused trials count what their earlier runs cost)" if reused else ")"))
     if timing is not None:
         print("\n" + timing[0].render())
+    print("\n" + disk_held(grid, tracker))
     failed = book.with_status(TrialStatus.FAILED)
     command = " ".join(sys.argv[1:2]) or "grid.yaml"
     print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
@@ -191,6 +193,40 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
               f"continues them from their last checkpoints", file=sys.stderr)
         return EXIT_INTERRUPTED
     return EXIT_ERROR if failed else EXIT_OK
+
+
+def keep_only_best_weights(book: Any) -> None:
+    """Trials that ended in this run (their predictions and weights are in MLflow, the insight is done) keep only
+    their best epoch's weights in storage: no other checkpoint, no optimizer state."""
+    from orchestrator.storage import without_query
+    from orchestrator.train.session import keep_only_best
+
+    freed = 0
+    for record in book.records.values():
+        if record.status.ended and record.predictions and record.best_checkpoint and not record.reused:
+            cfg, best = record.planned.config, without_query(record.best_checkpoint).rsplit("/", 1)[-1]
+            freed += keep_only_best(cfg.layout.trial_dir(cfg.trial_key), int(best.removeprefix("epoch_")))
+    if freed:
+        print(f"storage: {freed / 1e6:.0f} MB of ended trials' other checkpoints and optimizer state removed "
+              f"(each keeps its best weights)", flush=True)
+
+
+def disk_held(grid: GridConfig, tracker: Any) -> str:
+    """What the grid holds on disk: its storage, its MLflow artifacts (when they are local), this machine's cache."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from orchestrator.data.cache import cache_dir
+    from orchestrator.storage import tree_bytes, without_query
+
+    def size(path: Path) -> int:
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+    location = tracker.client.get_experiment(tracker.experiment_id).artifact_location
+    artifacts = (f"{size(Path(urlparse(location).path)) / 1e6:.0f} MB in {location}" if location.startswith(("file:", "/"))
+                 else f"on the tracking server ({location})")
+    return (f"disk: storage {tree_bytes(grid.layout.root) / 1e6:.0f} MB in {without_query(grid.layout.root)}; MLflow "
+            f"artifacts {artifacts}; image cache {size(cache_dir()) / 1e6:.0f} MB in {cache_dir()} (all grids)")
 
 
 def nothing_to_train(grid: GridConfig, work: Any, tracker: Any) -> int:

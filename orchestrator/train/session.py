@@ -134,6 +134,28 @@ class InTrial:
         return good_checkpoint(self.trial_dir, committed_epochs(self.trial_dir), self.notes)
 
 
+def keep_only_best(trial_dir: str, best_epoch: int) -> int:
+    """An ended trial keeps only its best epoch's weights: the other checkpoints and the best one's training state
+    (optimizer, schedule: what only a resume needs) go. Returns the bytes freed. The manifest is rewritten first,
+    without the state file, so the checkpoint stays whole for readers at every step."""
+    import json
+
+    from orchestrator.storage import MANIFEST, exists, join, read_text, remove_file, remove_tree, tree_bytes, write_text
+    from orchestrator.train.checkpoint import STATE_FILE
+
+    before = tree_bytes(trial_dir)
+    for epoch in committed_epochs(trial_dir):
+        if epoch != best_epoch:
+            remove_tree(join(trial_dir, checkpoint_dir_name(epoch)))
+    best = join(trial_dir, checkpoint_dir_name(best_epoch))
+    if exists(join(best, STATE_FILE)):
+        manifest = json.loads(read_text(join(best, MANIFEST)))
+        manifest["files"].pop(STATE_FILE, None)
+        write_text(json.dumps(manifest, indent=1), join(best, MANIFEST))
+        remove_file(join(best, STATE_FILE))
+    return before - tree_bytes(trial_dir)
+
+
 def committed_epochs(trial_dir: str) -> list[int]:
     """The epochs of the trial's committed checkpoints (manifest written), newest first."""
     from orchestrator.storage import committed, join, subfolders

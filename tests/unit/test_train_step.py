@@ -228,3 +228,22 @@ def test_progressive_resizing_is_checked_against_the_data_size():
     grid["train"]["progressive_resize"] = [{"epochs": [0, 3], "image_size": 16}, {"epochs": [2, 4], "image_size": 24}]
     with pytest.raises(InputError, match="stages overlap"):
         parse_grid(grid)
+
+
+def test_an_ended_trial_keeps_only_its_best_weights_without_optimizer_state(tmp_path):
+    from orchestrator.storage import verify
+    from orchestrator.train.session import InTrial, keep_only_best
+
+    folder = tmp_path / "trial"
+    session = InTrial(str(folder), send=lambda result: None)
+
+    def save(into):
+        (Path(into) / "model.pt").write_bytes(b"w" * 100)
+        (Path(into) / "train_state.pt").write_bytes(b"s" * 200)
+
+    for epoch in (1, 2, 3):
+        session.report(EpochReport(epoch=epoch, best_epoch=2), save)
+    freed = keep_only_best(str(folder), 2)
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002"]
+    assert sorted(p.name for p in (folder / "epoch_0002").iterdir()) == ["MANIFEST.json", "model.pt"]
+    assert verify(folder / "epoch_0002") is None and freed > 2 * 300
