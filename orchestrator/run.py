@@ -182,7 +182,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
         print("\n" + timing[0].render())
     print("\n" + disk_held(grid, tracker))
     failed = book.with_status(TrialStatus.FAILED)
-    command = " ".join(sys.argv[1:2]) or "grid.yaml"
+    command = grid_argument()
     print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     if any(r.status.ended for r in book.records.values()):  # something to ensemble
         print(f"ensemble:     python -m orchestrator.ensemble {command}")
@@ -241,8 +241,13 @@ def nothing_to_train(grid: GridConfig, work: Any, tracker: Any) -> int:
           f"(add a model, a fold or a search value to train more)")
     print("\n" + render(leaderboard(book.records.values(), grid.scheduler.mode), grid.scheduler.metric))
     print(f"\ncompare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
-    print(f"ensemble:     python -m orchestrator.ensemble {' '.join(sys.argv[1:2]) or 'grid.yaml'}")
+    print(f"ensemble:     python -m orchestrator.ensemble {grid_argument()}")
     return EXIT_OK
+
+
+def grid_argument() -> str:
+    """The grid file as the user named it, for the commands the run suggests."""
+    return " ".join(sys.argv[1:2]) or "grid.yaml"
 
 
 def run_grid(grid: GridConfig, work: Any, prepared: Any, callback: Any, stamp: str, slots: Any, tracker: Any) -> None:
