@@ -16,9 +16,10 @@ REPO = Path(__file__).resolve().parents[1]
 QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
 
 
-def run_cli(module: str, *args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run `python -m <module> args...` as a user would; output is echoed for the test log."""
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+def run_cli(module: str, *args: str, cwd: Path, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m <module> args...` as a user would (`env`: variables the user set); output is echoed for the
+    test log."""
+    env = {**{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}, **(env or {})}
     env["PYTHONPATH"] = f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}"
     result = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     print(f"$ python -m {module} {' '.join(args)}  -> exit {result.returncode}\n{result.stdout}\n{result.stderr[-5000:]}")

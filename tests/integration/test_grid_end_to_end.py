@@ -27,6 +27,9 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
     grid_seconds = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     assert "config_id" in result.stdout and "mlflow ui --backend-store-uri" in result.stdout  # summary + UI command
+    for noise in ("Token authentication", "tensorboard", "Configuration for experiment", "on_step_end took",
+                  "View run", "Tuner.restore"):  # Ray's and MLflow's lines go to the grid's ray-driver.log, or nowhere
+        assert noise not in result.stdout + result.stderr, noise
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = mlflow_runs(uri, "quickdraw-e2e")
@@ -82,9 +85,10 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
     dry = run_cli("orchestrator.run", str(grid_file), "--dry-run", cwd=tmp_path)
     assert dry.returncode == 0 and "6 would be reused (ended earlier), 0 continued with --resume" in dry.stdout
     started = time.monotonic()
-    again = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    again = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path, env={"MLFLOW_PORT": "5055"})
     rerun_seconds = time.monotonic() - started
     assert again.returncode == 0 and "nothing to train: all 6 trials of this grid ended in earlier runs" in again.stdout
+    assert "--port 5055, then open http://127.0.0.1:5055/#/experiments/" in again.stdout  # the user's port, both places
     assert "mean val_acc" in again.stdout and "Ray's log" not in again.stdout  # the leaderboard; Ray never started
     assert len([r for r in mlflow_runs(uri, "quickdraw-e2e") if r.data.tags["orchestrator.role"] == "grid"]) == 1
 
