@@ -183,11 +183,11 @@ def test_ctrl_c_is_exit_130_with_the_tools_advice_only_and_resume_completes(tmp_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = quickdraw_grid(quickdraw_root, "ctrl-c", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
                           tracking={"uri": uri, "storage": str(tmp_path / "runs")})
-    grid["train"]["epochs"] = 30
+    grid["train"]["epochs"] = 12
     grid["data"]["folds"]["use"] = [0]
     grid_file = write_grid(tmp_path, grid)
     process, log = start_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
-    wait_for(log, r"epoch 2/30", process)
+    wait_for(log, r"epoch 2/12", process)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's foreground process group
     text = finish(process, log, timeout=300)
     assert process.returncode == 130, text
@@ -197,4 +197,4 @@ def test_ctrl_c_is_exit_130_with_the_tools_advice_only_and_resume_completes(tmp_
     resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     (run,) = trial_runs(uri, "ctrl-c")
-    assert run.info.status == "FINISHED" and steps(uri, run.info.run_id) == list(range(1, 31))
+    assert run.info.status == "FINISHED" and steps(uri, run.info.run_id) == list(range(1, 13))
