@@ -140,3 +140,10 @@ def test_predict_without_a_model_names_the_grid_file_given(tmp_path, minimal_gri
     result = run_cli("orchestrator.predict", str(grid_file), str(image), cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"run `python -m orchestrator.ensemble {grid_file}` first" in result.stderr
+
+
+@pytest.mark.integration
+def test_an_unknown_augment_preset_lists_what_each_one_does(tmp_path, minimal_grid):
+    minimal_grid["train"]["augment"] = "light"
+    check(tmp_path, minimal_grid, "train.augment: unknown augment preset 'light'; valid presets:",
+          "light_noflip        sketch_light without the flip: for characters, digits and text")
