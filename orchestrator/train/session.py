@@ -173,11 +173,11 @@ def good_checkpoint(trial_dir: str, epochs: list[int], notes: list[str]) -> Iter
     """
     import ray.train
 
-    from orchestrator.storage import join, verify
+    from orchestrator.storage import join, verify, without_query
 
     def say(text: str) -> None:
         notes.append(text)
-        print(f"{trial_dir.rsplit('/', 1)[-1].split('?')[0]}: {text}", file=sys.stderr, flush=True)
+        print(f"{without_query(trial_dir).rsplit('/', 1)[-1]}: {text}", file=sys.stderr, flush=True)
 
     for epoch in epochs:
         name = checkpoint_dir_name(epoch)
