@@ -264,7 +264,7 @@ def run_grid(grid: GridConfig, work: Any, prepared: Any, callback: Any, stamp: s
             raise
         callback.out_of_space = callback.out_of_space or str(err)
     if callback.out_of_space:
-        raise OutOfSpace(no_space_on_storage(grid.layout.root, slots.count, slots.count))
+        raise OutOfSpace(no_space_on_storage(grid.layout.root, slots.count))
 
 
 def pseudo_teacher(grid: GridConfig) -> tuple[GridConfig, Any]:

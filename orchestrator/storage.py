@@ -184,12 +184,10 @@ def commit_dir(local: str | Path, dest: str) -> None:
     fs, inner = _open(dest)
     remove_file(join(dest, MANIFEST))
     fs.create_dir(inner, recursive=True)
-    local_fs = pyarrow.fs.LocalFileSystem()
-    for path in sorted(Path(local).iterdir()):
-        if path.is_file() and path.name != MANIFEST:
-            pyarrow.fs.copy_files(str(path), f"{inner}/{path.name}", source_filesystem=local_fs, destination_filesystem=fs)
-    pyarrow.fs.copy_files(str(Path(local) / MANIFEST), f"{inner}/{MANIFEST}", source_filesystem=local_fs,
-                          destination_filesystem=fs)
+    files = sorted(p for p in Path(local).iterdir() if p.is_file() and p.name != MANIFEST)
+    for path in [*files, Path(local) / MANIFEST]:  # the manifest last: the commit point
+        pyarrow.fs.copy_files(str(path), f"{inner}/{path.name}", source_filesystem=pyarrow.fs.LocalFileSystem(),
+                              destination_filesystem=fs)
 
 
 def committed(path: str) -> bool:

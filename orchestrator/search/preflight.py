@@ -80,14 +80,14 @@ def check_storage(path: str, field: str = "tracking.storage") -> None:
         storage.remove_file(probe)
     except Exception as err:  # noqa: BLE001 - pyarrow's errors are OSErrors with the cloud's codes in their text
         if storage.is_disk_full(err):
-            raise OutOfSpace(no_space_on_storage(path, 0, 1)) from None
+            raise OutOfSpace(no_space_on_storage(path, 1)) from None
         text = str(err)
         fix = next((fix for codes, fix in _STORAGE_FAULTS if any(code in text for code in codes)), None)
         raise InputError(f"{field}: cannot write {storage.without_query(path)}: "
                          f"{fix or 'it answered with an error'} ({text.splitlines()[0][:300]})") from None
 
 
-def no_space_on_storage(root: str, slots: int, at_once: int) -> str:
+def no_space_on_storage(root: str, at_once: int) -> str:
     """What a full `tracking.storage` says: where, what is free and held, what a trial needs, and --resume."""
     trials = storage.join(root, "trials")
     sizes = [storage.tree_bytes(storage.join(trials, name)) for name in storage.subfolders(trials)]
