@@ -438,6 +438,9 @@ class TrackingConfig(Strict):
     # sit in its query (?endpoint_override=HOST:PORT&scheme=http); credentials never here (the environment does)
     storage: str = "./ray_results"
     artifact_root: str | None = None  # new experiments' artifact location; default beside a sqlite db
+    # an ended trial's best weights live in its MLflow run (checkpoint/model.pt); true keeps them in storage too
+    # (without optimizer state), for a team that reads weights from the bucket; false frees the trial's folder
+    keep_weights: bool = False
 
     @field_validator("storage")
     @classmethod

@@ -7,7 +7,8 @@ query, e.g. `?endpoint_override=...`, stays at the end of every path built here)
       data/folds.parquet            train rows with their fold (written once per grid; trials read it)
       data/folds-pseudo-<id>.parquet  a pseudo-labelling round's: the same rows plus its pseudo-labelled test rows
       data/test.parquet             test rows
-      trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation
+      trials/<config_id>-f<fold>/   one trial identity's checkpoints (its Ray Train run), the same in every invocation;
+                                    removed once it ended and MLflow holds its best weights (unless tracking.keep_weights)
         epoch_NNNN/                 a checkpoint: model.pt (weights) + train_state.pt, MANIFEST.json last (the commit)
         predictions/                OOF + test predictions of the best epoch, by a trial that ended by itself
       tune/<time>/                  Ray Tune's experiment state of one invocation

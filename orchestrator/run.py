@@ -161,7 +161,7 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
             progress.close()  # the insight's lines go below the live line, not over it
             runs.settle(book.records.values(), writer.drain)  # the insight reads what the trials logged
             analyse_configs(grid, book, tracker, prepared.tables)
-            keep_only_best_weights(book)
+            release_ended_trials(book, grid.tracking.keep_weights)
         finished = True
     finally:
         progress.close()  # (again: a no-op when it closed above)
@@ -195,20 +195,20 @@ def run(grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> i
     return EXIT_ERROR if failed else EXIT_OK
 
 
-def keep_only_best_weights(book: Any) -> None:
-    """Trials that ended in this run (their predictions and weights are in MLflow, the insight is done) keep only
-    their best epoch's weights in storage: no other checkpoint, no optimizer state."""
-    from orchestrator.storage import without_query
-    from orchestrator.train.session import keep_only_best
+def release_ended_trials(book: Any, keep_weights: bool) -> None:
+    """Trials that ended in this run have their predictions and best weights in MLflow (the writer has drained)
+    and the insight is done: their storage goes, or keeps only the best weights (`tracking.keep_weights`)."""
+    from orchestrator.train.session import release_ended
 
     freed = 0
     for record in book.records.values():
-        if record.status.ended and record.predictions and record.best_checkpoint and not record.reused:
-            cfg, best = record.planned.config, without_query(record.best_checkpoint).rsplit("/", 1)[-1]
-            freed += keep_only_best(cfg.layout.trial_dir(cfg.trial_key), int(best.removeprefix("epoch_")))
+        if record.status.ended and record.predictions and record.best_epoch and not record.reused:
+            cfg = record.planned.config
+            freed += release_ended(cfg.layout.trial_dir(cfg.trial_key), record.best_epoch, keep_weights)
     if freed:
-        print(f"storage: {freed / 1e6:.0f} MB of ended trials' other checkpoints and optimizer state removed "
-              f"(each keeps its best weights)", flush=True)
+        what = "other checkpoints and optimizer state (each keeps its best weights)" if keep_weights else \
+            "checkpoints (their best weights are in their MLflow runs)"
+        print(f"storage: {freed / 1e6:.0f} MB of ended trials' {what} removed", flush=True)
 
 
 def disk_held(grid: GridConfig, tracker: Any) -> str:

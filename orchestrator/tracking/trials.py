@@ -25,6 +25,7 @@ class TrialRecord:
     status: TrialStatus = TrialStatus.PENDING
     epochs: int = 0
     best: float | None = None
+    best_epoch: int | None = None
     best_checkpoint: str | None = None
     error: str | None = None
     predictions: bool = False
@@ -87,7 +88,8 @@ class TrialBook:
         record.epochs = max(record.epochs, report.epoch)
         if report.best_epoch:  # the worker's verdict on which epoch is best; its checkpoint is named by it
             cfg = record.planned.config
-            record.best, record.best_checkpoint = report.best_score, cfg.layout.checkpoint(cfg.trial_key, report.best_epoch)
+            record.best, record.best_epoch = report.best_score, report.best_epoch
+            record.best_checkpoint = cfg.layout.checkpoint(cfg.trial_key, report.best_epoch)
         record.predicted_itself = report.predicted
         retried = report.attempt > record.retries
         record.retries = max(record.retries, report.attempt)

@@ -134,6 +134,18 @@ class InTrial:
         return good_checkpoint(self.trial_dir, committed_epochs(self.trial_dir), self.notes)
 
 
+def release_ended(trial_dir: str, best_epoch: int, keep_weights: bool) -> int:
+    """An ended trial whose weights MLflow holds gives its storage back: all of it, or (`keep_weights`) all but
+    its best weights. Returns the bytes freed."""
+    from orchestrator.storage import remove_tree, tree_bytes
+
+    if keep_weights:
+        return keep_only_best(trial_dir, best_epoch)
+    before = tree_bytes(trial_dir)
+    remove_tree(trial_dir)
+    return before
+
+
 def keep_only_best(trial_dir: str, best_epoch: int) -> int:
     """An ended trial keeps only its best epoch's weights: the other checkpoints and the best one's training state
     (optimizer, schedule: what only a resume needs) go. Returns the bytes freed. The manifest is rewritten first,

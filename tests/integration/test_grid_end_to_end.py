@@ -66,9 +66,9 @@ def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_fi
         assert parent.data.metrics[f"cost_{unit}"] == pytest.approx(sum(c.data.metrics[f"cost_{unit}"] for c in children))
     assert "mean val_acc" in result.stdout and "cost: " in result.stdout  # the leaderboard and the cost, printed
     assert re.search(r"disk: storage \d+ MB in .*; MLflow artifacts \d+ MB in .*; image cache", result.stdout)
-    for trial in (tmp_path / "ray_results" / "quickdraw-e2e" / "trials").iterdir():  # ended: best weights only
-        assert [p.name for p in trial.glob("epoch_*")] and len(list(trial.glob("epoch_*"))) == 1, trial
-        assert not list(trial.rglob("train_state.pt")), f"{trial} keeps optimizer state after it ended"
+    trials = tmp_path / "ray_results" / "quickdraw-e2e" / "trials"  # ended: the one copy of the weights is MLflow's
+    assert not list(trials.rglob("*.pt")), f"ended trials keep checkpoints in storage: {list(trials.rglob('*.pt'))}"
+    assert "MB of ended trials' checkpoints (their best weights are in their MLflow runs) removed" in result.stdout
 
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr

@@ -230,9 +230,9 @@ def test_progressive_resizing_is_checked_against_the_data_size():
         parse_grid(grid)
 
 
-def test_an_ended_trial_keeps_only_its_best_weights_without_optimizer_state(tmp_path):
+def test_an_ended_trial_keeps_at_most_its_best_weights_without_optimizer_state(tmp_path):
     from orchestrator.storage import verify
-    from orchestrator.train.session import InTrial, keep_only_best
+    from orchestrator.train.session import InTrial, keep_only_best, release_ended
 
     folder = tmp_path / "trial"
     session = InTrial(str(folder), send=lambda result: None)
@@ -247,3 +247,5 @@ def test_an_ended_trial_keeps_only_its_best_weights_without_optimizer_state(tmp_
     assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002"]
     assert sorted(p.name for p in (folder / "epoch_0002").iterdir()) == ["MANIFEST.json", "model.pt"]
     assert verify(folder / "epoch_0002") is None and freed > 2 * 300
+    assert release_ended(str(folder), 2, keep_weights=True) == 0  # (already so)
+    assert release_ended(str(folder), 2, keep_weights=False) > 100 and not folder.exists()  # MLflow holds the weights
