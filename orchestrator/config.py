@@ -10,68 +10,54 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Callable
+from collections.abc import Collection
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from orchestrator import catalog
+from orchestrator.catalog import check_name
 from orchestrator.errors import InputError
 from orchestrator.layout import GridLayout
 from orchestrator.protocol import EpochReport
 
 
-def _in_registry(names: Callable[[], Any], what: str):
-    """A field validator: the value must be a key of the registry `names()` returns; the error lists the valid names.
-
-    (`names` imports the registry when a grid is validated, not when this module is:
-    the registries' modules use this one's types.)
-    """
+def _in_registry(names: Collection[str], what: str):
+    """A field validator: the value must be one of `names` (a catalog's); the error lists the valid ones."""
 
     def check(cls, value: str) -> str:
-        valid = names()
-        if value not in valid:
-            raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(sorted(valid))}")
-        return value
+        return check_name(value, names, what)
 
     return check
-
-
-def _sources() -> dict[str, Any]:
-    from orchestrator.data.sources import SOURCES
-
-    return SOURCES
-
-
-def _optimizers() -> dict[str, Any]:
-    from orchestrator.train.optim import OPTIMIZERS
-
-    return OPTIMIZERS
-
-
-def _lr_schedulers() -> dict[str, Any]:
-    from orchestrator.train.optim import LR_SCHEDULERS
-
-    return LR_SCHEDULERS
-
-
-def _heads() -> dict[str, Any]:
-    from orchestrator.train.heads import HEADS
-
-    return HEADS
-
-
-def _losses() -> dict[str, Any]:
-    from orchestrator.train.losses import LOSSES
-
-    return LOSSES
 
 
 class Strict(BaseModel):
     """Base for every config node: unknown keys are errors, values are not coerced silently."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# A key added to the schema once trials have run: give its Field `json_schema_extra=ADDED_LATER` and a default
+# that keeps the old behaviour. Its value counts in a trial's config_id only when it differs from that default,
+# so trials that ran before the key existed keep their ids (and are reused); see `added_later` and
+# search/plan.py's config_id. tests/unit/test_plan.py pins the shipped experiments' ids.
+ADDED_LATER = {"identity": "when_set"}
+
+
+def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Path -> default (as JSON) of every ADDED_LATER key under `schema`, through nested config nodes."""
+    from pydantic_core import to_jsonable_python
+
+    found: dict[tuple[str, ...], Any] = {}
+    for name, field in schema.model_fields.items():
+        path = (*prefix, field.alias or name)
+        if field.json_schema_extra == ADDED_LATER:
+            found[path] = to_jsonable_python(field.get_default(call_default_factory=True))
+        elif (child := _model_of(field.annotation)) is not None and get_origin(field.annotation) not in (list, dict):
+            found |= added_later(child, path)
+    return found
 
 
 # --------------------------------------------------------------------------- data
@@ -110,7 +96,7 @@ class DataConfig(Strict):
     # decode-once image cache: auto (at image_size) | off (decode every epoch) | a side in pixels (>= image_size)
     cache: Literal["auto", "off"] | Annotated[int, Field(ge=8, le=2048)] = "auto"
 
-    _check_source = field_validator("source")(_in_registry(_sources, "data source"))
+    _check_source = field_validator("source")(_in_registry(catalog.SOURCES, "data source"))
 
     @field_validator("age_bins")
     @classmethod
@@ -124,17 +110,6 @@ class DataConfig(Strict):
         if isinstance(self.cache, int) and self.cache < self.image_size:
             raise ValueError(f"cache: a cache side of {self.cache}px is below image_size {self.image_size}; "
                              f"give at least {self.image_size}, or auto")
-        return self
-
-    @model_validator(mode="after")
-    def _source_fold_kind(self) -> DataConfig:
-        """A source whose rows come in groups (mask: persons) fixes the fold kind that keeps them apart."""
-        required = _sources()[self.source].fold_kind
-        if required is not None:
-            if "kind" not in self.folds.model_fields_set:
-                self.folds = self.folds.model_copy(update={"kind": required})
-            elif self.folds.kind != required:
-                raise ValueError(f"folds.kind: the {self.source} source needs {required} (one group, one fold), got {self.folds.kind}")
         return self
 
 
@@ -154,14 +129,7 @@ class ModelConfig(Strict):
     @field_validator("heads")
     @classmethod
     def _known_heads(cls, value: str | None) -> str | None:
-        return value if value is None else _in_registry(_heads, "heads")(cls, value)
-
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        from orchestrator.train.models import check_model_name
-
-        return check_model_name(value)
+        return value if value is None else check_name(value, catalog.HEADS, "heads")
 
 
 # -------------------------------------------------------------------------- train
@@ -173,11 +141,11 @@ class OptimizerConfig(Strict):
     weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's default (adamw 0.05, sgd 5e-4, ...)
     momentum: float = Field(0.9, ge=0, lt=1)
 
-    _check_name = field_validator("name")(_in_registry(_optimizers, "optimizer"))
+    _check_name = field_validator("name")(_in_registry(catalog.OPTIMIZERS, "optimizer"))
 
     def resolved(self) -> OptimizerConfig:
         """lr and weight decay filled in from the optimizer's defaults where the grid left them out."""
-        defaults = _optimizers()[self.name]
+        defaults = catalog.OPTIMIZERS[self.name]
         return self.model_copy(update={"lr": self.lr if self.lr is not None else defaults.lr,
                                        "weight_decay": self.weight_decay if self.weight_decay is not None
                                        else defaults.weight_decay})
@@ -198,7 +166,7 @@ class LRSchedulerConfig(Strict):
     cycle_mul: float = Field(1.0, ge=1.0)  # each cycle this many times longer than the one before
     cycle_decay: float = Field(1.0, gt=0, le=1)  # each cycle's peak lr is the previous peak times this
 
-    _check_name = field_validator("name")(_in_registry(_lr_schedulers, "lr scheduler"))
+    _check_name = field_validator("name")(_in_registry(catalog.LR_SCHEDULERS, "lr scheduler"))
 
     @model_validator(mode="after")
     def _restarts_are_cosine(self) -> LRSchedulerConfig:
@@ -213,7 +181,7 @@ class LossSpec(Strict):
     class_weights: list[float] | Literal["balanced"] | None = None  # cross_entropy, focal
     gamma: float = Field(2.0, ge=0)  # focal
 
-    _check_name = field_validator("name")(_in_registry(_losses, "loss"))
+    _check_name = field_validator("name")(_in_registry(catalog.LOSSES, "loss"))
 
 
 class HeadLoss(LossSpec):
@@ -318,10 +286,11 @@ class TrainConfig(Strict):
 
     @field_validator("augment")
     @classmethod
-    def _valid_augment(cls, value: str | list[TransformSpec]) -> str | list[TransformSpec]:
-        from orchestrator.data.transforms import check_augment
-
-        check_augment(value)
+    def _known_preset(cls, value: str | list[TransformSpec]) -> str | list[TransformSpec]:
+        """A preset by name (a list's transforms are checked against albumentations by the driver: checks.py)."""
+        if isinstance(value, str) and value not in catalog.AUGMENT:
+            raise ValueError(f"unknown augment preset {value!r}; valid presets:\n{catalog.preset_table()}\n"
+                             f"  or a list of albumentations transforms")
         return value
 
 
@@ -390,7 +359,7 @@ class TuneSchedulerConfig(Strict):
     grace_period: int = Field(1, ge=1)
     reduction_factor: float = Field(3, gt=1)
 
-    _check_metric = field_validator("metric")(_in_registry(EpochReport.scores, "scheduler metric"))
+    _check_metric = field_validator("metric")(_in_registry(EpochReport.scores(), "scheduler metric"))
 
     @model_validator(mode="after")
     def _mode_matches_metric(self) -> TuneSchedulerConfig:
@@ -553,11 +522,26 @@ class GridConfig(Strict):
         return self
 
     @model_validator(mode="after")
-    def _source_metric(self) -> GridConfig:
-        """The source's competition metric (mask: macro F1) unless the grid names one."""
-        metric = _sources()[self.data.source].metric
-        if metric is not None and "metric" not in self.scheduler.model_fields_set:
-            self.scheduler = self.scheduler.model_copy(update={"metric": metric})
+    def _resolve_dependent_defaults(self) -> GridConfig:
+        """The one place where a default depends on another key; the grid's logged config holds the result.
+
+        - data.folds.kind: the fold kind the source requires (mask: stratified_group), which the grid may
+          only repeat;
+        - scheduler.metric: the source's competition metric (mask: val_f1) unless the grid names one.
+        (Also resolved, where their inputs are known: pseudo.threshold 0.9 when neither rule is given
+        (PseudoConfig), and a trial's optimizer lr and weight decay from its optimizer's defaults
+        (TrialConfig, after search values are set).)
+        """
+        rules = catalog.SOURCES[self.data.source]
+        folds = self.data.folds
+        if rules.fold_kind is not None:
+            if "kind" not in folds.model_fields_set:
+                self.data.folds = folds.model_copy(update={"kind": rules.fold_kind})
+            elif folds.kind != rules.fold_kind:
+                raise ValueError(f"data.folds.kind: the {self.data.source} source needs {rules.fold_kind} "
+                                 f"(one group, one fold), got {folds.kind}")
+        if rules.metric is not None and "metric" not in self.scheduler.model_fields_set:
+            self.scheduler = self.scheduler.model_copy(update={"metric": rules.metric})
         return self
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ from typing import Any
 
 from orchestrator.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, main_guard, parse_override
 from orchestrator.config import GridConfig, PseudoConfig, TrialTables, load_grid
+from orchestrator.search.preflight import check_libraries
 
 # MLflow's HTTP client retries a request that gets no answer for about 2 minutes by default; the
 # driver's writer retries on its own (tracking/writer.py), so a short client retry (1 + 2 + 4 s)
@@ -304,6 +305,7 @@ def analyse_configs(grid: GridConfig, book, tracker, tables) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
+    check_libraries(grid, args.grid)
     if args.pseudo:  # not a --set: a run id is text, and YAML would read some as numbers
         rule = grid.pseudo.model_dump() if grid.pseudo else {}
         grid = grid.model_copy(update={"pseudo": PseudoConfig.model_validate({**rule, "teacher": args.pseudo})})

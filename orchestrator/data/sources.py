@@ -15,7 +15,7 @@ from orchestrator.data.mask import load_mask, mask_submission
 from orchestrator.data.tables import DataTables, read_csv, refuse_repeated, require_dir
 from orchestrator.errors import InputError
 
-if TYPE_CHECKING:  # a type only: config imports this module (its source validator)
+if TYPE_CHECKING:
     from orchestrator.config import DataConfig
 
 
@@ -25,8 +25,6 @@ class Source:
     # (test table, predicted class index per row, class names) -> submission frame
     submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
     materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
-    fold_kind: str | None = None  # the only fold kind that keeps this source's groups apart (default and required)
-    metric: str | None = None  # the competition's metric: scheduler.metric when the grid does not set one
 
 
 # ---------------------------------------------------------------- sketch_csv
@@ -160,9 +158,9 @@ def load_demo(cfg) -> DataTables:
     return load_sketch_csv(cfg)
 
 
+# keyed by catalog.SOURCES' names (where each source's fold kind and metric are, for config)
 SOURCES: dict[str, Source] = {
-    # seven photos of one person in two folds would leak; the competition is scored by macro F1
-    "mask": Source(load_mask, mask_submission, fold_kind="stratified_group", metric="val_f1"),
+    "mask": Source(load_mask, mask_submission),
     "sketch_csv": Source(load_sketch_csv, sketch_submission),
     "image_folder": Source(load_image_folder, folder_submission),
     "demo": Source(load_demo, sketch_submission, materializes=True),

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 
+from orchestrator.catalog import AUGMENT, preset_table
+
 if TYPE_CHECKING:
     import torch
 
@@ -133,7 +135,7 @@ def _autoaugment_sketch_train(size: int) -> list[Any]:
             A.HorizontalFlip(p=0.5)]
 
 
-# preset name -> (geometry factory, train-only augmentation factory)
+# catalog.AUGMENT's preset names -> (geometry factory, train-only augmentation factory)
 PRESETS: dict[str, tuple[Callable[[int], list[Any]], Callable[[int], list[Any]]]] = {
     "none": (_resize, lambda size: []),
     "plain": (_resize, _plain_train),
@@ -145,27 +147,6 @@ PRESETS: dict[str, tuple[Callable[[int], list[Any]], Callable[[int], list[Any]]]
     "randaugment_sketch": (_pad_square_white, _randaugment(sketch=True)),
     "autoaugment_sketch": (_pad_square_white, _autoaugment_sketch_train),
 }
-
-
-# what each preset does, for people: the error that lists valid names, and the README's table
-PRESET_NOTES = {
-    "none": "resize to image_size; no augmentation",
-    "plain": "resize to image_size; horizontal flip",
-    "sketch_light": "pad to a white square; rotate +-10 deg, scale 0.9-1.1 (white fill); horizontal flip",
-    "light_noflip": "sketch_light without the flip: for characters, digits and text, which a mirror changes",
-    "sketch_heavy": "sketch_light plus shear, shift, thicker/thinner strokes, elastic or grid distortion, white "
-                    "cut-outs; horizontal flip",
-    "randaugment": "RandAugment: 2 of 12 operations per image at magnitude 9 (reflected borders); horizontal flip",
-    "randaugment_sketch": "RandAugment on a white square: white fill, no colour operations, plus thicker strokes "
-                          "and white cut-outs; horizontal flip",
-    "autoaugment_sketch": "AutoAugment-style: one of 8 sub-policy pairs per image (white square); horizontal flip",
-}
-
-
-def preset_table() -> str:
-    """One line per preset: its name and what it does."""
-    width = max(map(len, PRESETS))
-    return "\n".join(f"    {name:<{width}}  {PRESET_NOTES[name]}" for name in PRESETS)
 
 
 def _transform_from_spec(spec: Any) -> Any:
@@ -194,7 +175,7 @@ def _transform_from_spec(spec: Any) -> Any:
 def check_augment(augment: str | Sequence[Any]) -> None:
     """Raise ValueError naming the preset / transform / argument that is wrong."""
     if isinstance(augment, str):
-        if augment not in PRESETS:
+        if augment not in AUGMENT:
             raise ValueError(f"unknown augment preset {augment!r}; valid presets:\n{preset_table()}\n"
                              f"  or a list of albumentations transforms")
         return

@@ -16,8 +16,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel
 
-from orchestrator.config import GridConfig, SearchAxis, TrialConfig, TrialTables, set_path, trial_skeleton
+from orchestrator.config import (
+    GridConfig,
+    SearchableTrial,
+    SearchAxis,
+    TrialConfig,
+    TrialTables,
+    added_later,
+    set_path,
+    trial_skeleton,
+)
 from orchestrator.errors import InputError
 
 # settings that do not change what a trial learns: left out of its identity
@@ -34,17 +44,35 @@ class PlannedTrial:
         return self.config.trial_key
 
 
-def config_id(skeleton: dict[str, Any], data_fingerprint: str = "") -> str:
-    """Stable 10-hex-digit hash of a trial's resolved, fold-independent config and its data's fingerprint."""
+def config_id(skeleton: dict[str, Any], data_fingerprint: str = "", schema: type[BaseModel] = SearchableTrial) -> str:
+    """Stable 10-hex-digit hash of a trial's resolved, fold-independent config and its data's fingerprint.
+
+    Left out: settings that do not change what a trial learns (_NOT_IDENTITY), and keys added to the schema
+    later (config.ADDED_LATER) while they hold their default, so a release that adds a key keeps every id.
+    """
     ident = copy.deepcopy(skeleton)
     if data_fingerprint:
         ident["data_fingerprint"] = data_fingerprint
-    for path in _NOT_IDENTITY:
+    later = {path for path, default in added_later(schema).items() if _at(ident, path) == default}
+    for path in (*_NOT_IDENTITY, *later):
         node = ident
         for part in path[:-1]:
-            node = node[part]
+            node = node.get(part) or {}
         node.pop(path[-1], None)
     return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _at(tree: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """The value at `path`, or a marker no default equals when a node on the way is missing or None."""
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+_MISSING = object()
 
 
 def _draw(axis: SearchAxis, rng: np.random.Generator) -> Any:

@@ -10,6 +10,9 @@ was never copied to the workers) would fail every trial placed elsewhere, one at
 time and late. `check_shared_paths` asks each node that is up now; nodes an
 autoscaler adds later are not asked. URIs (s3://, gs://) are skipped: pyarrow
 reaches them from any node with the cloud's credentials.
+
+`check_libraries` asks timm and albumentations about the names a grid gives them
+(model names, a list of transforms): the grid's validation does not import them.
 """
 
 from __future__ import annotations
@@ -100,3 +103,25 @@ def no_space_on_storage(root: str, at_once: int) -> str:
             + f". The grid stopped; nothing is lost. {need}Free space there (or point tracking.storage at a larger "
             f"volume or a bucket), then run the same command with --resume: ended trials are reused, the others "
             f"continue from their last good checkpoint")
+
+
+def check_libraries(grid, source: str) -> None:
+    """InputError naming the field when timm does not know a model or albumentations refuses a transform,
+    in the grid's keys or in any value a search axis over them can take."""
+    from orchestrator.data.transforms import check_augment
+    from orchestrator.train.models import check_model_name
+
+    def dumped(augment):
+        return [t.model_dump() for t in augment] if isinstance(augment, list) else augment
+
+    checks = [(f"models.{i}.name", check_model_name, m.name) for i, m in enumerate(grid.models)]
+    checks.append(("train.augment", check_augment, dumped(grid.train.augment)))
+    by_path = {"model.name": check_model_name, "train.augment": check_augment}
+    checks += [(f"search.{path}", by_path[path], value) for path, axis in grid.search.items() if path in by_path
+               for value in axis.extremes()]
+    for field, check, value in checks:
+        try:
+            check(value)
+        except ValueError as err:
+            problem = f"the value {value!r} is refused ({err})" if field.startswith("search.") else f"{err} (got {value!r})"
+            raise InputError(f"invalid config:\n  {field}: {problem}", source=source) from None

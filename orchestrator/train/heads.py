@@ -54,7 +54,7 @@ class Heads:
         return [grid.sum(axis=tuple(a for a in range(len(self.sizes)) if a != axis)) for axis in range(len(self.sizes))]
 
 
-# heads name (models[i].heads) -> the label's factors, in the order the class index composes them
+# catalog.HEADS' names (models[i].heads) -> the label's factors, in the order the class index composes them
 HEADS: dict[str, Heads] = {
     "mask": Heads(("mask", "gender", "age"), (3, 2, 3)),  # class = mask*6 + gender*3 + age
 }

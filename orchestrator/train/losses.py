@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:  # types only: config imports this registry to check names
+if TYPE_CHECKING:
     from orchestrator.config import LossConfig, LossSpec
 
 
@@ -97,7 +97,7 @@ class F1Loss(torch.nn.Module):
         return 1 - f1.mean()
 
 
-# name -> factory(cfg, training-row count per class)
+# catalog.LOSSES' names -> factory(cfg, training-row count per class)
 LOSSES: dict[str, Callable[[LossSpec, Sequence[int]], torch.nn.Module]] = {
     "cross_entropy": lambda cfg, counts: CrossEntropy(cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "focal": lambda cfg, counts: FocalLoss(cfg.gamma, cfg.label_smoothing, class_weights(cfg.class_weights, counts)),

@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-if TYPE_CHECKING:  # types only: config imports this registry to check names
+from orchestrator.catalog import OPTIMIZERS
+
+if TYPE_CHECKING:
     from orchestrator.config import LRSchedulerConfig, OptimizerConfig
-
-@dataclass(frozen=True)
-class OptimizerDefaults:
-    timm_name: str  # what create_optimizer_v2 is asked for
-    lr: float  # what a grid that sets no train.optimizer.lr gets
-    weight_decay: float
-
-
-# name -> timm optimizer and the lr / weight decay a grid gets when it sets none (adaptive optimizers take
-# 2e-3 and decoupled decay 0.05; SGD with momentum needs ~50x the step and L2-sized decay)
-OPTIMIZERS: dict[str, OptimizerDefaults] = {
-    "adamw": OptimizerDefaults("adamw", 2e-3, 0.05),  # measured: 1e-3 / 2e-3 / 4e-3 (README, "Competition techniques")
-    "adam": OptimizerDefaults("adam", 2e-3, 0.0),
-    "radam": OptimizerDefaults("radam", 2e-3, 0.0),
-    "lamb": OptimizerDefaults("lamb", 4e-3, 0.05),
-    "sgd": OptimizerDefaults("sgd", 0.1, 5e-4),  # measured: 0.03 / 0.1
-}
 
 
 def create_optimizer(model: torch.nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -89,7 +73,7 @@ def _constant(optimizer: torch.optim.Optimizer, cfg: LRSchedulerConfig, epochs: 
     return None
 
 
-# name -> factory(optimizer, cfg, epochs, updates_per_epoch, metric mode) -> scheduler | None
+# catalog.LR_SCHEDULERS' names -> factory(optimizer, cfg, epochs, updates_per_epoch, metric mode) -> scheduler | None
 LR_SCHEDULERS: dict[str, Callable[..., Any]] = {
     "cosine": _timm("cosine", per_update=True),
     "step": _timm("step", per_update=False),

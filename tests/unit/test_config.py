@@ -9,12 +9,14 @@ import yaml
 
 from orchestrator.config import load_grid, parse_grid
 from orchestrator.errors import InputError
+from orchestrator.search.preflight import check_libraries
 from tests.conftest import REPO, write_grid
 
 
 def error_of(raw: dict) -> str:
+    """The error the driver gives: the grid's validation, then the names it gives timm and albumentations."""
     with pytest.raises(InputError) as info:
-        parse_grid(raw, source="grid.yaml")
+        check_libraries(parse_grid(raw, source="grid.yaml"), "grid.yaml")
     return str(info.value)
 
 
@@ -106,6 +108,7 @@ def test_not_yaml_and_missing_file(tmp_path):
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_validates(path: Path):
     grid = load_grid(path)
+    check_libraries(grid, str(path))
     assert grid.name and grid.models
 
 
@@ -125,7 +128,7 @@ def test_search_values_are_checked_by_the_keys_own_rules(minimal_grid):
     minimal_grid["search"] = {"model.name": {"choice": ["test_resnet", "resnet_nope"]},
                               "train.epochs": {"randint": [1, 4]}}
     with pytest.raises(InputError, match=r"search\.model\.name: the value 'resnet_nope' is refused .*unknown timm model"):
-        parse_grid(minimal_grid)
+        check_libraries(parse_grid(minimal_grid), "grid.yaml")
     minimal_grid["search"] = {"train.epochs": {"randint": [0, 4]}}
     with pytest.raises(InputError, match=r"search\.train\.epochs: the value 0 is refused"):
         parse_grid(minimal_grid)
@@ -159,3 +162,28 @@ def test_a_storage_uri_may_carry_its_endpoint_but_never_credentials():
         with pytest.raises(InputError, match=r"tracking\.storage: carries credentials: give them the standard way") as err:
             parse_grid({**base, "tracking": {"storage": storage}})
         assert "s3cr3t" not in str(err.value)
+
+
+def test_loading_a_grid_imports_no_torch_timm_or_albumentations():
+    """The driver's checks, `--dry-run` and the ensemble read grids; only the driver's preflight asks timm."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from orchestrator.config import load_grid; [load_grid(p) for p in sys.argv[1:]]; "
+            "print(sorted({'torch', 'timm', 'albumentations', 'ray', 'mlflow'} & set(sys.modules)))")
+    paths = [str(p) for p in sorted((REPO / "experiments").glob("*.yaml"))]
+    out = subprocess.run([sys.executable, "-c", code, *paths], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_every_registry_is_keyed_by_its_catalog_names():
+    from orchestrator import catalog
+    from orchestrator.data.sources import SOURCES
+    from orchestrator.data.transforms import PRESETS
+    from orchestrator.train.heads import HEADS
+    from orchestrator.train.losses import LOSSES
+    from orchestrator.train.optim import LR_SCHEDULERS
+
+    assert set(SOURCES) == set(catalog.SOURCES) and set(LOSSES) == set(catalog.LOSSES)
+    assert set(LR_SCHEDULERS) == set(catalog.LR_SCHEDULERS) and set(HEADS) == set(catalog.HEADS)
+    assert list(PRESETS) == list(catalog.AUGMENT)

@@ -118,7 +118,8 @@ def test_the_sketch_policy_includes_invert_posterize_and_equalize():
 def test_every_preset_says_what_it_does_and_light_noflip_never_mirrors():
     import albumentations as A
 
-    from orchestrator.data.transforms import PRESET_NOTES, PRESETS, check_augment
+    from orchestrator.catalog import AUGMENT as PRESET_NOTES
+    from orchestrator.data.transforms import PRESETS, check_augment
 
     assert list(PRESET_NOTES) == list(PRESETS)
     flips = {name for name, (_, train) in PRESETS.items() if any(isinstance(t, A.HorizontalFlip) for t in train(32))}
