@@ -231,3 +231,10 @@ def s3(s3_server, monkeypatch):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     return s3_server
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test under tests/integration is an integration test (`-m "not integration"`: the unit path)."""
+    for item in items:
+        if "integration" in item.path.parent.parts:
+            item.add_marker(pytest.mark.integration)

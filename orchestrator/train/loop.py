@@ -172,8 +172,12 @@ def replay(session: Session, progress: Progress, attempt: int, note: str = "") -
 
 
 def worker_node() -> str:
-    """This worker's node as "<ip>/<first 8 hex of the node id>": the IP for people, the id for nodes sharing one."""
+    """This worker's node as "<ip>/<first 8 hex of the node id>": the IP for people, the id for nodes sharing one
+    ("local" for a loop run outside Ray, as the unit tests run it: asking would start or join a cluster)."""
     import ray
+
+    if not ray.is_initialized():
+        return "local"
 
     return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
@@ -219,6 +223,9 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     note = "" if progress.last_report else note
     for epoch in range(progress.next_epoch, cfg.epochs):
         start = time.perf_counter()
+        # each epoch's randomness (shuffle order; augmentation without loader processes) is a function of the
+        # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
+        seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
         setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
         train_loss, seen = train_one_epoch(model, loader, parts, epoch)
         train_time = time.perf_counter() - start

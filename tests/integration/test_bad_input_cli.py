@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.conftest import run_cli, write_grid
 
 
@@ -16,37 +14,31 @@ def check(tmp_path, grid: dict, *expected: str) -> None:
     assert not (tmp_path / "mlflow.db").exists()  # failed before touching anything
 
 
-@pytest.mark.integration
 def test_unknown_key(tmp_path, minimal_grid):
     minimal_grid["data"]["image_sise"] = 32
     check(tmp_path, minimal_grid, "grid.yaml", "data.image_sise: unknown key", "did you mean image_size")
 
 
-@pytest.mark.integration
 def test_wrong_type(tmp_path, minimal_grid):
     minimal_grid["train"]["epochs"] = "ten"
     check(tmp_path, minimal_grid, "train.epochs")
 
 
-@pytest.mark.integration
 def test_unknown_model(tmp_path, minimal_grid):
     minimal_grid["models"] = [{"name": "convnext_tiniest"}]
     check(tmp_path, minimal_grid, "models.0.name", "unknown timm model 'convnext_tiniest'", "convnext_tiny")
 
 
-@pytest.mark.integration
 def test_missing_data_root(tmp_path, minimal_grid):
     minimal_grid["data"]["root"] = str(tmp_path / "nowhere")
     check(tmp_path, minimal_grid, "data.root: directory not found", "nowhere")
 
 
-@pytest.mark.integration
 def test_empty_class_list(tmp_path, minimal_grid, tiny_sketch):
     (tiny_sketch / "train.csv").write_text("class_name,image_path,target\n")
     check(tmp_path, minimal_grid, "train.csv", "has no rows")
 
 
-@pytest.mark.integration
 def test_missing_and_unreadable_images(tmp_path, minimal_grid, tiny_sketch):
     (tiny_sketch / "train" / "ant" / "2.png").unlink()
     (tiny_sketch / "train" / "cat" / "5.png").write_text("garbage")
@@ -54,21 +46,18 @@ def test_missing_and_unreadable_images(tmp_path, minimal_grid, tiny_sketch):
           "train.csv line 19", "cat/5.png is unreadable")
 
 
-@pytest.mark.integration
 def test_path_escaping_the_data_root(tmp_path, minimal_grid, tiny_sketch):
     csv = tiny_sketch / "train.csv"
     csv.write_text(csv.read_text().replace("ant/0.png", "../../../etc/passwd"))
     check(tmp_path, minimal_grid, "train.csv line 2", "escapes the data root")
 
 
-@pytest.mark.integration
 def test_bad_override(tmp_path, minimal_grid):
     result = run_cli("orchestrator.run", str(write_grid(tmp_path, minimal_grid)), "--set", "train.optimizer.lr=-1",
                      cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and "train.optimizer.lr" in result.stderr
 
 
-@pytest.mark.integration
 def test_dry_run_prints_plan_and_touches_nothing(tmp_path, minimal_grid):
     minimal_grid["search"] = {"train.optimizer.lr": {"grid": [0.1, 0.01]}}
     result = run_cli("orchestrator.run", str(write_grid(tmp_path, minimal_grid)), "--dry-run", cwd=tmp_path, timeout=300)
@@ -81,7 +70,6 @@ def dry_run(tmp_path, grid: dict):
     return run_cli("orchestrator.run", str(write_grid(tmp_path, grid)), "--dry-run", cwd=tmp_path, timeout=300)
 
 
-@pytest.mark.integration
 def test_a_search_value_its_key_refuses_names_the_axis_and_the_value(tmp_path, minimal_grid):
     minimal_grid["search"] = {"train.optimizer.lr": {"grid": [1.0e-3, -1.0]}}
     result = dry_run(tmp_path, minimal_grid)
@@ -89,7 +77,6 @@ def test_a_search_value_its_key_refuses_names_the_axis_and_the_value(tmp_path, m
     assert "search.train.optimizer.lr: the value -1.0 is refused" in result.stderr
 
 
-@pytest.mark.integration
 def test_a_repeated_train_row_is_refused_with_its_lines(tmp_path, minimal_grid, tiny_sketch):
     csv = tiny_sketch / "train.csv"
     csv.write_text(csv.read_text() + "bee,bee/2.png,1\n")  # line 20 repeats line 10
@@ -100,7 +87,6 @@ def test_a_repeated_train_row_is_refused_with_its_lines(tmp_path, minimal_grid, 
     assert "leak" in result.stderr
 
 
-@pytest.mark.integration
 def test_a_class_with_fewer_images_than_folds_is_named(tmp_path, minimal_grid, tiny_sketch):
     csv = tiny_sketch / "train.csv"
     csv.write_text("\n".join(line for line in csv.read_text().splitlines() if not line.startswith("cat,cat/") or "/0." in line))
@@ -109,7 +95,6 @@ def test_a_class_with_fewer_images_than_folds_is_named(tmp_path, minimal_grid, t
     assert "'cat' (1)" in result.stderr and "a single image" in result.stderr and "folds.kind: holdout" in result.stderr
 
 
-@pytest.mark.integration
 def test_an_image_folder_root_one_level_too_high_is_refused_with_the_fix(tmp_path, minimal_grid, tiny_sketch):
     """`glyphs/` holds train/<class>/ and test/: train and test would become the two classes."""
     (tiny_sketch / "test").mkdir()
@@ -123,7 +108,6 @@ def test_an_image_folder_root_one_level_too_high_is_refused_with_the_fix(tmp_pat
     assert result.returncode == 2 and "data.test_root: " in result.stderr and "is inside data.root" in result.stderr
 
 
-@pytest.mark.integration
 def test_the_ensemble_before_any_grid_says_so_and_leaves_no_experiment(tmp_path, minimal_grid):
     from mlflow.tracking import MlflowClient
 
@@ -133,7 +117,6 @@ def test_the_ensemble_before_any_grid_says_so_and_leaves_no_experiment(tmp_path,
     assert MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("tiny") is None
 
 
-@pytest.mark.integration
 def test_predict_without_a_model_names_the_grid_file_given(tmp_path, minimal_grid, tiny_sketch):
     grid_file = write_grid(tmp_path, minimal_grid, name="my_grid.yaml")
     image = tiny_sketch / "train" / "ant" / "0.png"
@@ -142,7 +125,6 @@ def test_predict_without_a_model_names_the_grid_file_given(tmp_path, minimal_gri
     assert f"run `python -m orchestrator.ensemble {grid_file}` first" in result.stderr
 
 
-@pytest.mark.integration
 def test_an_unknown_augment_preset_lists_what_each_one_does(tmp_path, minimal_grid):
     minimal_grid["train"]["augment"] = "light"
     check(tmp_path, minimal_grid, "train.augment: unknown augment preset 'light'; valid presets:",

@@ -106,7 +106,6 @@ def psutil_children(node) -> list:
         return []
 
 
-@pytest.mark.integration
 def test_a_grid_on_bucket_storage_survives_seeded_worker_and_node_kills(tmp_path, quickdraw_root, report_figure,
                                                                         monkeypatch, s3):
     """Head (0 CPUs, the trial slots) + 2 one-CPU worker nodes, storage in a bucket on the S3 server; worker

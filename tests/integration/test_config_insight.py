@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 from PIL import Image
 
 from orchestrator.config import InsightConfig, TrialTables, parse_grid
@@ -49,7 +48,6 @@ def insight_files(tracker: Tracker, run_id: str) -> set[str]:
     return {a.path.removeprefix("insight/") for a in tracker.client.list_artifacts(run_id, "insight")}
 
 
-@pytest.mark.integration
 def test_each_config_gets_its_insight_and_an_unexplainable_model_a_note(tmp_path, minimal_grid):
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "insight")
     book = finished_book(minimal_grid, tracker)

@@ -17,7 +17,6 @@ from tests.conftest import free_port, mlflow_runs, quickdraw_grid, run_cli, wait
 TERMINAL = {"FINISHED", "KILLED"}
 
 
-@pytest.mark.integration
 def test_quickdraw_grid_asha_mlflow_ensemble(tmp_path, quickdraw_root, report_figure):
     from mlflow.tracking import MlflowClient
 
@@ -124,7 +123,6 @@ def mlflow_server(tmp_path):
         server.wait(30)
 
 
-@pytest.mark.integration
 def test_asha_stops_never_block_later_trials_with_mlflow_server(tmp_path, quickdraw_root, mlflow_server, report_figure):
     """lr=1e-9 learns nothing: ASHA must stop it at the first rung, and the config after it must still run.
 
@@ -158,7 +156,6 @@ def test_asha_stops_never_block_later_trials_with_mlflow_server(tmp_path, quickd
     report_figure(f"ASHA on mlflow server: {sum(c.info.status == 'KILLED' for c in children)} of 3 trials stopped early, grid finished")
 
 
-@pytest.mark.integration
 def test_ddp_trial_with_two_workers(tmp_path, quickdraw_root):
     """workers_per_trial=2: DDP over gloo; validation gathers every row of the fold exactly once."""
     from mlflow.tracking import MlflowClient
@@ -182,7 +179,6 @@ def test_ddp_trial_with_two_workers(tmp_path, quickdraw_root):
     assert len(MlflowClient(uri).get_metric_history(child.info.run_id, "val_acc")) == 2
 
 
-@pytest.mark.integration
 def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdraw_root):
     """lr=1e10 drives the loss to NaN: that trial ends FAILED with the reason, the other config finishes, exit 1."""
     grid = quickdraw_grid(quickdraw_root, "failing", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
@@ -205,7 +201,6 @@ def test_failed_trial_is_failed_in_mlflow_and_the_grid_goes_on(tmp_path, quickdr
     assert parent.info.status == "FINISHED"
 
 
-@pytest.mark.integration
 def test_recipe_options_train_together_and_log_their_metrics(tmp_path, quickdraw_root, report_figure):
     """MixUp/CutMix, EMA, TTA, an AutoAugment-style sketch policy with a curriculum, progressive resizing and
     cosine warm restarts in one real trial."""
@@ -236,7 +231,6 @@ def test_recipe_options_train_together_and_log_their_metrics(tmp_path, quickdraw
                   f"then 32, warm restart): OOF acc {metrics['oof_acc']:.4f} plain, {metrics['oof_acc_tta']:.4f} with TTA")
 
 
-@pytest.mark.integration
 def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     """The Mask layout end to end: folds by person, macro F1 tracked, a multi-head model beside a single-head one,
     the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order; then a
@@ -289,7 +283,6 @@ def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     assert len(members) == 4 and round_configs < members  # the ensemble combines both rounds
 
 
-@pytest.mark.integration
 def test_optuna_searcher_proposes_configs_that_train_every_fold(tmp_path, quickdraw_root):
     grid = quickdraw_grid(quickdraw_root, "tpe", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},
                           searcher="optuna", num_samples=2,

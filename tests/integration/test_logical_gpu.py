@@ -13,7 +13,6 @@ from orchestrator.search.trainable import SLOT_UNITS, TRIAL_SLOTS
 from tests.conftest import REPO, mlflow_runs, quickdraw_grid, run_cli, write_grid
 
 
-@pytest.mark.integration
 def test_two_trials_share_one_logical_gpu_and_train_on_the_cpu(tmp_path, quickdraw_root, monkeypatch):
     from ray.cluster_utils import Cluster
 

@@ -110,7 +110,6 @@ def check_the_artifacts_readable(uri: str, child) -> None:
         assert figure.height < 1500
 
 
-@pytest.mark.integration
 def test_the_mlflow_ui_shows_training_runs_insight_and_searched_params(mlflow_ui, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the [dev] extra)")
     chromium = ensure_chromium()

@@ -47,7 +47,6 @@ def mlflow_on_s3(s3, tmp_path, monkeypatch):
         run_cli("orchestrator.tracking.server", "stop", "--state-dir", str(state), cwd=tmp_path)
 
 
-@pytest.mark.integration
 def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, quickdraw_root, report_figure, s3,
                                                                      mlflow_on_s3):
     bucket = s3.bucket("grids")

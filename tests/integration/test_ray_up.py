@@ -77,7 +77,6 @@ def ray_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600) 
     return result
 
 
-@pytest.mark.integration
 def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw_root, sshd, report_figure):
     port = free_port()
     config = yaml.safe_load((REPO / "cluster" / "local.yaml").read_text())

@@ -58,7 +58,6 @@ def steps(uri: str, run_id: str, metric: str = "val_acc") -> list[int]:
     return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, metric))
 
 
-@pytest.mark.integration
 def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure, s3):
     """(b) kill -9 the driver mid-grid, damage the unfinished trial's latest checkpoint, --resume: every trial ends
     FINISHED once, one run per identity; (c) add a model and run again: only its trials train, and the ensemble
@@ -154,7 +153,6 @@ def small_volume(tmp_path):
         subprocess.run(["umount", "-l", str(volume)], check=False)
 
 
-@pytest.mark.integration
 def test_a_full_storage_stops_the_grid_with_one_message_and_resume_completes(tmp_path, quickdraw_root, small_volume):
     """Two test_vit trials (3.7 MB a checkpoint) on a 10 MB volume: full in their second epoch."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -178,7 +176,6 @@ def test_a_full_storage_stops_the_grid_with_one_message_and_resume_completes(tmp
     assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in runs)  # each epoch logged once
 
 
-@pytest.mark.integration
 def test_ctrl_c_is_exit_130_with_the_tools_advice_only_and_resume_completes(tmp_path, quickdraw_root):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = quickdraw_grid(quickdraw_root, "ctrl-c", models=[{"name": "test_vit"}], scheduler={"kind": "fifo"},

@@ -1,0 +1,51 @@
+"""The one training loop, run in this process (no Ray): train, checkpoint, interrupt, resume, in seconds."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.config import parse_grid
+from orchestrator.data.prepare import prepare_data
+from orchestrator.protocol import EpochReport
+from orchestrator.search.plan import plan_trials
+from orchestrator.train.loop import run_loop
+from orchestrator.train.session import InTrial, committed_epochs
+
+
+class Interrupted(Exception):
+    """Stands for a kill after an epoch's report (its checkpoint committed before the report is sent)."""
+
+
+def a_trial(minimal_grid, storage, epochs=3):
+    minimal_grid["train"].update(epochs=epochs, augment="none")
+    minimal_grid["data"].update(loader_workers=0, cache="off")
+    minimal_grid["tracking"] = {"storage": str(storage)}
+    grid = parse_grid(minimal_grid)
+    return plan_trials(grid, prepare_data(grid).trial_tables)[0].config
+
+
+def run(trial, stop_after: int | None = None) -> list[EpochReport]:
+    reports: list[EpochReport] = []
+
+    def send(result):
+        reports.append(EpochReport.from_result(result))
+        if stop_after is not None and reports[-1].epoch == stop_after and not reports[-1].replay:
+            raise Interrupted
+
+    run_loop(trial, InTrial(trial.layout.trial_dir(trial.trial_key), send=send))
+    return reports
+
+
+def test_an_interrupted_trial_resumes_to_the_scores_of_an_uninterrupted_one(minimal_grid, tmp_path):
+    straight = run(a_trial(minimal_grid, tmp_path / "a"))
+    assert [r.epoch for r in straight] == [1, 2, 3] and straight[-1].trial_done
+
+    trial = a_trial(minimal_grid, tmp_path / "b")
+    with pytest.raises(Interrupted):
+        run(trial, stop_after=2)
+    assert committed_epochs(trial.layout.trial_dir(trial.trial_key))[0] == 2  # the reported epoch was saved first
+    resumed = run(trial)
+    assert [(r.epoch, r.replay) for r in resumed] == [(2, True), (3, False)]  # epoch 2 replayed for the driver
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert getattr(resumed[-1], key) == pytest.approx(getattr(straight[-1], key), rel=1e-5), key
+    assert resumed[-1].best_epoch == straight[-1].best_epoch
