@@ -23,14 +23,14 @@ import torch
 
 from orchestrator.config import TrialConfig
 from orchestrator.protocol import EpochReport
-from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint, unwrap
+from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint
 from orchestrator.train.heads import HEADS, head_scores
 from orchestrator.train.losses import create_loss
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
 from orchestrator.train.predict import Normalizer, predict_logits
 from orchestrator.train.session import InTrial, Session, TrainWorkers, cuda_device
 from orchestrator.train.setup import TrialSetup, build_trial
-from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch
+from orchestrator.train.step import StepParts, build_parts, train_one_epoch, updates_per_epoch, weight_sets
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -90,25 +90,13 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
     return best is None or (score > best if mode == "max" else score < best)
 
 
-def weight_sets(model, parts: StepParts):
-    """(the weights that are validated, checkpointed as model.pt and predict; the other set when EMA is on, else None)."""
-    if parts.ema is None:
-        return unwrap(model), None
-    return (parts.ema.module, unwrap(model)) if parts.evaluate_ema else (unwrap(model), parts.ema.module)
-
-
 def report(session: Session, epoch_report: EpochReport, model, parts: StepParts, progress: Progress) -> None:
     """Report one epoch (-> Tune -> the scheduler, MLflow); rank 0 attaches the checkpoint."""
     if session.rank != 0:
         session.report(epoch_report)
         return
-    state = {"optimizer": parts.optimizer.state_dict(), "scheduler": parts.scheduler.state_dict() if parts.scheduler else {},
-             "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
-             "since_best": progress.since_best, "report": epoch_report.as_result()}
-    if parts.ema is not None:  # model.pt holds the evaluated weights; the state carries the other set
-        state["other_weights"] = weight_sets(model, parts)[1].state_dict()
-    if parts.scaler is not None:
-        state["scaler"] = parts.scaler.state_dict()
+    state = {**parts.state_dict(model), "next_epoch": progress.next_epoch, "best_score": progress.best_score,
+             "best_epoch": progress.best_epoch, "since_best": progress.since_best, "report": epoch_report.as_result()}
     session.report(epoch_report, save=lambda folder: save_checkpoint(folder, weight_sets(model, parts)[0], state))
 
 
@@ -118,15 +106,8 @@ def restore(session: Session, model, parts: StepParts) -> Progress:
         if folder is None:
             return Progress()
         state = load_state(folder)
-        evaluated, other = weight_sets(model, parts)
-        load_weights(folder, evaluated)
-        if other is not None:
-            other.load_state_dict(state["other_weights"])
-    parts.optimizer.load_state_dict(state["optimizer"])
-    if parts.scheduler is not None and state["scheduler"]:
-        parts.scheduler.load_state_dict(state["scheduler"])
-    if parts.scaler is not None and "scaler" in state:
-        parts.scaler.load_state_dict(state["scaler"])
+        load_weights(folder, weight_sets(model, parts)[0])
+    parts.load_state_dict(model, state)
     return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
                     state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
 

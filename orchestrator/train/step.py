@@ -40,6 +40,32 @@ class StepParts:
     normalize: Normalizer = None  # uint8 batch -> model input, on the device (None: the batch as is)
     side_at: Callable[[int], int] | None = None  # progressive resizing: the side the model trains at in an epoch
 
+    def state_dict(self, model: torch.nn.Module) -> dict[str, Any]:
+        """What a resume needs of the stateful parts (the checkpoint's train_state, beside model.pt's weights)."""
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict() if self.scheduler else {}}
+        if self.ema is not None:  # model.pt holds the evaluated weights; the state carries the other set
+            state["other_weights"] = weight_sets(model, self)[1].state_dict()
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def load_state_dict(self, model: torch.nn.Module, state: dict[str, Any]) -> None:
+        """Undo `state_dict` (model.pt's weights are loaded by the caller)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            weight_sets(model, self)[1].load_state_dict(state["other_weights"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def weight_sets(model: torch.nn.Module, parts: StepParts):
+    """(the weights that are validated, checkpointed as model.pt and predict; the other set when EMA is on, else None)."""
+    if parts.ema is None:
+        return unwrap(model), None
+    return (parts.ema.module, unwrap(model)) if parts.evaluate_ema else (unwrap(model), parts.ema.module)
+
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """auto: bf16 on a GPU that supports it, off elsewhere (CPU autocast is slower than fp32 here)."""

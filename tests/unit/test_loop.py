@@ -16,8 +16,8 @@ class Interrupted(Exception):
     """Stands for a kill after an epoch's report (its checkpoint committed before the report is sent)."""
 
 
-def a_trial(minimal_grid, storage, epochs=3):
-    minimal_grid["train"].update(epochs=epochs, augment="none")
+def a_trial(minimal_grid, storage, epochs=3, **train):
+    minimal_grid["train"].update(epochs=epochs, augment="none", **train)
     minimal_grid["data"].update(loader_workers=0, cache="off")
     minimal_grid["tracking"] = {"storage": str(storage)}
     grid = parse_grid(minimal_grid)
@@ -36,11 +36,14 @@ def run(trial, stop_after: int | None = None) -> list[EpochReport]:
     return reports
 
 
-def test_an_interrupted_trial_resumes_to_the_scores_of_an_uninterrupted_one(minimal_grid, tmp_path):
-    straight = run(a_trial(minimal_grid, tmp_path / "a"))
+@pytest.mark.parametrize("train", [{}, {"ema": {"decay": 0.9}, "scheduler": {"name": "one_cycle"}}],
+                         ids=["plain", "ema+one_cycle"])
+def test_an_interrupted_trial_resumes_to_the_scores_of_an_uninterrupted_one(minimal_grid, tmp_path, train):
+    """Every stateful step part (optimizer, lr schedule, EMA's other weights) comes back from the checkpoint."""
+    straight = run(a_trial(minimal_grid, tmp_path / "a", **train))
     assert [r.epoch for r in straight] == [1, 2, 3] and straight[-1].trial_done
 
-    trial = a_trial(minimal_grid, tmp_path / "b")
+    trial = a_trial(minimal_grid, tmp_path / "b", **train)
     with pytest.raises(Interrupted):
         run(trial, stop_after=2)
     assert committed_epochs(trial.layout.trial_dir(trial.trial_key))[0] == 2  # the reported epoch was saved first
