@@ -36,7 +36,7 @@ def _in_registry(names: Collection[str], what: str):
 class Strict(BaseModel):
     """Base for every config node: unknown keys are errors, values are not coerced silently."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
 
 
 # A key added to the schema once trials have run: give its Field `json_schema_extra=ADDED_LATER` and a default
@@ -65,8 +65,11 @@ def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[t
 
 class FoldsConfig(Strict):
     kind: Literal["stratified", "stratified_group", "holdout"] = "stratified"
+    """stratified (by class) | stratified_group (by class, a group in one fold: mask's persons) | holdout (one fold)"""
     n_splits: int = Field(5, ge=2, le=100)
-    use: list[int] | None = None  # which folds train; None = all
+    """folds (holdout: 1 / n_splits of the rows validate)"""
+    use: list[int] | None = None
+    """which folds train; None = all"""
 
     @model_validator(mode="after")
     def _check_use(self) -> FoldsConfig:
@@ -86,15 +89,23 @@ class DataConfig(Strict):
     """Where the images are and how they are framed and split."""
 
     source: str = "sketch_csv"
+    """how the data root is laid out: sketch_csv | mask | image_folder | demo (docs/data.md)"""
     root: Path = Path("data")
+    """the data's folder (relative paths: from where the command runs); image paths may not leave it"""
     image_size: int = Field(32, ge=8, le=2048)
+    """the square side the model sees"""
     folds: FoldsConfig = Field(default_factory=FoldsConfig)
-    invert: bool = False  # white-on-black drawings (raw QuickDraw): invert to dark-on-white, in train and eval
-    age_bins: list[int] = Field(default_factory=lambda: [30, 60])  # mask: age < 30 -> 0, 30..59 -> 1, >= 60 -> 2
-    test_root: Path | None = None  # image_folder only: a flat folder of test images
-    loader_workers: int | None = Field(None, ge=0)  # DataLoader processes; None = cpus_per_worker - 1
-    # decode-once image cache: auto (at image_size) | off (decode every epoch) | a side in pixels (>= image_size)
+    """how training rows are split into folds"""
+    invert: bool = False
+    """white-on-black drawings (raw QuickDraw): invert to dark-on-white, in train and eval"""
+    age_bins: list[int] = Field(default_factory=lambda: [30, 60])
+    """mask: age < 30 -> 0, 30..59 -> 1, >= 60 -> 2"""
+    test_root: Path | None = None
+    """image_folder only: a flat folder of test images"""
+    loader_workers: int | None = Field(None, ge=0)
+    """DataLoader processes; None = cpus_per_worker - 1"""
     cache: Literal["auto", "off"] | Annotated[int, Field(ge=8, le=2048)] = "auto"
+    """decode-once image cache: auto (at image_size) | off (decode every epoch) | a side in pixels (>= image_size)"""
 
     _check_source = field_validator("source")(_in_registry(catalog.SOURCES, "data source"))
 
@@ -118,13 +129,16 @@ class DataConfig(Strict):
 
 class ModelConfig(Strict):
     name: str
-    pretrained: bool = False  # True downloads weights from the timm / Hugging Face hub
+    """a timm model name (timm.list_models()); test_resnet and test_vit are tiny"""
+    pretrained: bool = False
+    """True downloads weights from the timm / Hugging Face hub"""
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
-    # a local weights file (.safetensors, .pth) to start from instead of the hub, for clusters without
-    # internet access: timm's pretrained-file override; the path must exist on every node
+    """dropout before the classifier"""
     checkpoint: str | None = None
-    # one backbone, a head per factor of the label (mask: mask 3 x gender 2 x age 3), the classes composed from them
+    """a local weights file (.safetensors, .pth) to start from instead of the hub, for clusters without internet
+    access: timm's pretrained-file override; the path must exist on every node"""
     heads: str | None = None
+    """one backbone, a head per factor of the label (mask: mask 3 x gender 2 x age 3), the classes composed from them"""
 
     @field_validator("heads")
     @classmethod
@@ -137,9 +151,13 @@ class ModelConfig(Strict):
 
 class OptimizerConfig(Strict):
     name: str = "adamw"
-    lr: float | None = Field(None, gt=0)  # None: the optimizer's default (train/optim.py: adamw 1e-3, sgd 0.1, ...)
-    weight_decay: float | None = Field(None, ge=0)  # None: the optimizer's default (adamw 0.05, sgd 5e-4, ...)
+    """adamw | adam | radam | lamb | sgd (with Nesterov momentum)"""
+    lr: float | None = Field(None, gt=0)
+    """None: the optimizer's default (train/optim.py: adamw 1e-3, sgd 0.1, ...)"""
+    weight_decay: float | None = Field(None, ge=0)
+    """None: the optimizer's default (adamw 0.05, sgd 5e-4, ...)"""
     momentum: float = Field(0.9, ge=0, lt=1)
+    """sgd only"""
 
     _check_name = field_validator("name")(_in_registry(catalog.OPTIMIZERS, "optimizer"))
 
@@ -152,19 +170,27 @@ class OptimizerConfig(Strict):
 
 
 class LRSchedulerConfig(Strict):
-    name: str = "cosine"  # cosine | step | plateau | one_cycle | constant
-    # a linear warmup (never the trial's last epoch); with label smoothing 0.1 and AdamW 2e-3 the defaults that
-    # matched or beat a plain one-cycle loop on quickdraw10 (README, "Competition techniques")
+    name: str = "cosine"
+    """cosine | step | plateau | one_cycle | constant"""
     warmup_epochs: int = Field(1, ge=0)
+    """a linear warmup (never the trial's last epoch); with label smoothing 0.1 and AdamW 2e-3 the defaults that
+    matched or beat a plain one-cycle loop on quickdraw10 (README, "Competition techniques")"""
     warmup_lr: float = Field(1e-5, ge=0)
+    """the lr the warmup starts from"""
     min_lr: float = Field(1e-6, ge=0)
-    decay_epochs: float = Field(10, gt=0)  # step: decay every this many epochs
-    decay_rate: float = Field(0.1, gt=0, le=1)  # step, plateau: multiply the lr by this
-    patience_epochs: int = Field(2, ge=0)  # plateau: epochs without improvement before a decay
-    # cosine with warm restarts (timm's cycles): the lr climbs back to its peak this many times
+    """the lr the schedule decays to"""
+    decay_epochs: float = Field(10, gt=0)
+    """step: decay every this many epochs"""
+    decay_rate: float = Field(0.1, gt=0, le=1)
+    """step, plateau: multiply the lr by this"""
+    patience_epochs: int = Field(2, ge=0)
+    """plateau: epochs without improvement before a decay"""
     restarts: int = Field(0, ge=0)
-    cycle_mul: float = Field(1.0, ge=1.0)  # each cycle this many times longer than the one before
-    cycle_decay: float = Field(1.0, gt=0, le=1)  # each cycle's peak lr is the previous peak times this
+    """cosine with warm restarts (timm's cycles): the lr climbs back to its peak this many times"""
+    cycle_mul: float = Field(1.0, ge=1.0)
+    """each cycle this many times longer than the one before"""
+    cycle_decay: float = Field(1.0, gt=0, le=1)
+    """each cycle's peak lr is the previous peak times this"""
 
     _check_name = field_validator("name")(_in_registry(catalog.LR_SCHEDULERS, "lr scheduler"))
 
@@ -176,10 +202,14 @@ class LRSchedulerConfig(Strict):
 
 
 class LossSpec(Strict):
-    name: str = "cross_entropy"  # cross_entropy | focal | soft_target | f1
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)  # not for f1 (its optimum is the hard labels)
-    class_weights: list[float] | Literal["balanced"] | None = None  # cross_entropy, focal
-    gamma: float = Field(2.0, ge=0)  # focal
+    name: str = "cross_entropy"
+    """cross_entropy | focal | soft_target | f1"""
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    """not for f1 (its optimum is the hard labels)"""
+    class_weights: list[float] | Literal["balanced"] | None = None
+    """cross_entropy, focal"""
+    gamma: float = Field(2.0, ge=0)
+    """focal"""
 
     _check_name = field_validator("name")(_in_registry(catalog.LOSSES, "loss"))
 
@@ -188,11 +218,12 @@ class HeadLoss(LossSpec):
     """One head's loss in a multi-head model, and its weight in the sum."""
 
     weight: float = Field(1.0, ge=0)
+    """this head's weight in the sum of the heads' losses"""
 
 
 class LossConfig(LossSpec):
-    # multi-head models (models[i].heads): a loss per head by name; a head not named takes this loss, weight 1
     heads: dict[str, HeadLoss] = {}
+    """multi-head models (models[i].heads): a loss per head by name; a head not named takes this loss, weight 1"""
 
 
 class TransformSpec(Strict):
@@ -200,22 +231,31 @@ class TransformSpec(Strict):
 
     model_config = ConfigDict(extra="allow")
     name: str
+    """an albumentations transform class; the other keys are its arguments"""
 
 
 class EmaConfig(Strict):
     decay: float = Field(0.999, gt=0, lt=1)
-    warmup: bool = True  # timm's decay warmup: early updates count more, so short runs are not stuck near the init
-    evaluate: bool = True  # validate, checkpoint and predict with the EMA weights
+    """weight of the average per update"""
+    warmup: bool = True
+    """timm's decay warmup: early updates count more, so short runs are not stuck near the init"""
+    evaluate: bool = True
+    """validate, checkpoint and predict with the EMA weights"""
 
 
 class MixConfig(Strict):
     """timm Mixup/CutMix; targets become soft, so the loss must accept them (all losses here do)."""
 
     mixup_alpha: float = Field(0.2, ge=0)
+    """MixUp's beta distribution parameter (0: no MixUp)"""
     cutmix_alpha: float = Field(0.0, ge=0)
-    prob: float = Field(1.0, ge=0, le=1)  # chance a batch is mixed at all
-    switch_prob: float = Field(0.5, ge=0, le=1)  # chance of CutMix instead of MixUp when both are on
-    off_epoch: int | None = Field(None, ge=0)  # from this epoch (0-based) on, no mixing
+    """CutMix's beta distribution parameter (0: no CutMix)"""
+    prob: float = Field(1.0, ge=0, le=1)
+    """chance a batch is mixed at all"""
+    switch_prob: float = Field(0.5, ge=0, le=1)
+    """chance of CutMix instead of MixUp when both are on"""
+    off_epoch: int | None = Field(None, ge=0)
+    """from this epoch (0-based) on, no mixing"""
 
     @model_validator(mode="after")
     def _some_mixing(self) -> MixConfig:
@@ -228,7 +268,9 @@ class ResizeStage(Strict):
     """Progressive resizing: train at `image_size` for epochs [start, end) (0-based); other epochs at data.image_size."""
 
     epochs: tuple[int, int]
+    """[start, end), 0-based"""
     image_size: int = Field(ge=8, le=2048)
+    """the side in those epochs (at most data.image_size)"""
 
     @model_validator(mode="after")
     def _a_range(self) -> ResizeStage:
@@ -242,34 +284,54 @@ class CurriculumConfig(Strict):
     grows linearly from `start` in epoch 0 to all of them from epoch `full_at_epoch` on."""
 
     start: float = Field(0.0, ge=0, le=1)
+    """the augmented share of images in the first epoch"""
     full_at_epoch: int = Field(ge=1)
+    """from this epoch (0-based) on, every image is augmented"""
 
     def level(self, epoch: int) -> float:
         return min(1.0, self.start + (1.0 - self.start) * epoch / self.full_at_epoch)
 
 
 class EarlyStoppingConfig(Strict):
-    patience: int = Field(3, ge=1)  # epochs without improvement of scheduler.metric
+    patience: int = Field(3, ge=1)
+    """epochs without improvement of scheduler.metric"""
     min_delta: float = Field(0.0, ge=0)
+    """an improvement smaller than this does not count"""
 
 
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
+    """epochs per trial (the scheduler or early stopping may end it sooner)"""
     batch_size: int = Field(64, ge=1)
-    accumulate_steps: int = Field(1, ge=1)  # optimizer step every N batches
+    """images per batch per worker"""
+    accumulate_steps: int = Field(1, ge=1)
+    """optimizer step every N batches"""
     clip_grad_norm: float | None = Field(None, gt=0)
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else off
+    """clip the global gradient norm to this before each step (None: no clipping)"""
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    """auto: bf16 on a GPU that has it, else off"""
     channels_last: bool = False
+    """NHWC memory layout (faster convolutions on recent GPUs)"""
     ema: EmaConfig | None = None
+    """an exponential moving average of the weights (timm ModelEmaV3); None: off"""
     mix: MixConfig | None = None
+    """MixUp / CutMix (timm Mixup); None: off"""
     early_stopping: EarlyStoppingConfig | None = None
-    freeze_backbone_epochs: int = Field(0, ge=0)  # train only the classifier head for the first N epochs
+    """end a trial whose metric stalls (it ends FINISHED, not KILLED); None: off"""
+    freeze_backbone_epochs: int = Field(0, ge=0)
+    """train only the classifier head for the first N epochs"""
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    """the optimizer (timm's create_optimizer_v2)"""
     scheduler: LRSchedulerConfig = Field(default_factory=LRSchedulerConfig)
+    """the learning-rate schedule (timm's schedulers; one_cycle: torch's OneCycleLR)"""
     loss: LossConfig = Field(default_factory=LossConfig)
+    """the loss (multi-head models: per head, `heads`)"""
     augment: str | list[TransformSpec] = "plain"
-    curriculum: CurriculumConfig | None = None  # augmentation strength rising over epochs
-    progressive_resize: list[ResizeStage] = []  # smaller images in early epochs (resized on the device)
+    """a preset by name (docs/grid.md, presets) or a list of albumentations transforms"""
+    curriculum: CurriculumConfig | None = None
+    """augmentation strength rising over epochs"""
+    progressive_resize: list[ResizeStage] = []
+    """smaller images in early epochs (resized on the device)"""
 
     def image_size_at(self, epoch: int, full: int) -> int:
         """The side the model sees in `epoch` (0-based): a progressive-resize stage's, else the data's."""
@@ -301,10 +363,15 @@ class SearchAxis(Strict):
     """One extra grid axis; exactly one key is set."""
 
     grid: list[Any] | None = None
+    """values crossed with the other grid axes and the models"""
     choice: list[Any] | None = None
+    """values drawn num_samples times (optuna: a categorical)"""
     uniform: tuple[float, float] | None = None
+    """[low, high] drawn uniformly"""
     loguniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None  # [low, high), like numpy
+    """[low, high] drawn uniformly in log space (low > 0)"""
+    randint: tuple[int, int] | None = None
+    """[low, high), like numpy"""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> SearchAxis:
@@ -338,26 +405,38 @@ class SearchAxis(Strict):
 class InsightConfig(Strict):
     """What the driver makes of a finished grid's OOF predictions, per config (logged under its trials' runs)."""
 
-    gallery: int = Field(16, ge=0, le=64)  # the config's most confident OOF mistakes, as one image (0: none)
-    top_confusions: int = Field(20, ge=1, le=200)  # named (true, predicted) pairs in the table and its figure
-    gradcam_configs: int = Field(2, ge=0)  # the best configs whose mistakes get Grad-CAM overlays (0: none)
+    gallery: int = Field(16, ge=0, le=64)
+    """the config's most confident OOF mistakes, as one image (0: none)"""
+    top_confusions: int = Field(20, ge=1, le=200)
+    """named (true, predicted) pairs in the table and its figure"""
+    gradcam_configs: int = Field(2, ge=0)
+    """the best configs whose mistakes get Grad-CAM overlays (0: none)"""
     gradcam_images: int = Field(8, ge=1, le=32)
+    """mistakes with Grad-CAM overlays per config"""
 
 
 class TtaConfig(Strict):
     """Test-time augmentation for OOF and test predictions: the mean of the views' probabilities."""
 
     hflip: bool = True
+    """add the horizontally flipped view"""
     vflip: bool = False
-    scales: list[Annotated[float, Field(ge=1.0, le=2.0)]] = Field(default_factory=lambda: [1.0], min_length=1)  # zoom-in factors
+    """add the vertically flipped view"""
+    scales: list[Annotated[float, Field(ge=1.0, le=2.0)]] = Field(default_factory=lambda: [1.0], min_length=1)
+    """zoom-in factors"""
 
 
 class TuneSchedulerConfig(Strict):
-    kind: Literal["asha", "fold_asha", "fifo"] = "asha"  # fold_asha: a config's folds pass or stop together
-    metric: str = "val_acc"  # a validation score of the epoch report: val_acc | val_f1 | val_loss
+    kind: Literal["asha", "fold_asha", "fifo"] = "asha"
+    """fold_asha: a config's folds pass or stop together"""
+    metric: str = "val_acc"
+    """a validation score of the epoch report: val_acc | val_f1 | val_loss"""
     mode: Literal["max", "min"] = "max"
+    """max | min: must match the metric (val_loss: min)"""
     grace_period: int = Field(1, ge=1)
+    """epochs every trial gets before it can be stopped"""
     reduction_factor: float = Field(3, gt=1)
+    """at each rung, 1 / reduction_factor of the trials go on"""
 
     _check_metric = field_validator("metric")(_in_registry(EpochReport.scores(), "scheduler metric"))
 
@@ -371,15 +450,20 @@ class TuneSchedulerConfig(Strict):
 
 class ResourcesConfig(Strict):
     cpus_per_worker: float = Field(1, gt=0)
+    """CPUs per worker (one runs the loop, the rest decode images)"""
     gpus_per_worker: float = Field(0, ge=0)
+    """GPUs per worker; a fraction (0.5) shares a GPU between trials"""
     workers_per_trial: int = Field(1, ge=1)
-    max_concurrent_trials: int | None = Field(None, ge=1)  # None: as many as the cluster fits
-    max_failures: int = Field(2, ge=0)  # retries of a trial from its last checkpoint when a worker dies or raises
-    # on: a one-worker trial trains in its Tune trial's own process (Ray Train V2 local mode), which
-    # skips ~7 Ray helper processes per trial; off: a Ray Train worker group; auto: on where this run
-    # starts Ray on this machine, off on a cluster (a lost node is then retried on another); `on` with
-    # --address needs the trial slots and a worker's CPUs/GPUs on one node (a one-machine cluster)
+    """Ray Train workers per trial (DDP when > 1)"""
+    max_concurrent_trials: int | None = Field(None, ge=1)
+    """None: as many as the cluster fits"""
+    max_failures: int = Field(2, ge=0)
+    """retries of a trial from its last checkpoint when a worker dies or raises"""
     local_mode: Literal["auto", "on", "off"] = "auto"
+    """on: a one-worker trial trains in its Tune trial's own process (Ray Train V2 local mode), which skips ~7 Ray
+    helper processes per trial; off: a Ray Train worker group; auto: on where this run starts Ray on this machine,
+    off on a cluster (a lost node is then retried on another); `on` with --address needs the trial slots and a
+    worker's CPUs/GPUs on one node (a one-machine cluster)"""
 
     @model_validator(mode="after")
     def _local_mode_is_one_worker(self) -> ResourcesConfig:
@@ -403,13 +487,15 @@ class ResourcesConfig(Strict):
 
 class TrackingConfig(Strict):
     uri: str = "sqlite:///mlflow.db"
-    # Ray checkpoints + fold tables; shared on a cluster: NFS, or a bucket URI (s3://, gs://) whose endpoint may
-    # sit in its query (?endpoint_override=HOST:PORT&scheme=http); credentials never here (the environment does)
+    """MLflow's tracking URI: a sqlite file, or a server (http://127.0.0.1:5000)"""
     storage: str = "./ray_results"
-    artifact_root: str | None = None  # new experiments' artifact location; default beside a sqlite db
-    # an ended trial's best weights live in its MLflow run (checkpoint/model.pt); true keeps them in storage too
-    # (without optimizer state), for a team that reads weights from the bucket; false frees the trial's folder
+    """Ray checkpoints + fold tables; shared on a cluster: NFS, or a bucket URI (s3://, gs://) whose endpoint may sit
+    in its query (?endpoint_override=HOST:PORT&scheme=http); credentials never here (the environment does)"""
+    artifact_root: str | None = None
+    """new experiments' artifact location; default beside a sqlite db"""
     keep_weights: bool = False
+    """an ended trial's best weights live in its MLflow run (checkpoint/model.pt); true keeps them in storage too
+    (without optimizer state), for a team that reads weights from the bucket; false frees the trial's folder"""
 
     @field_validator("storage")
     @classmethod
@@ -425,14 +511,17 @@ class TrackingConfig(Strict):
 
 
 class EnsembleConfig(Strict):
-    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True, serialize_by_alias=True,
+                              use_attribute_docstrings=True)
 
     top_k: int = Field(5, ge=1)
-    # soft blends (mean | hill_climb | rank), hard majority voting (vote), or auto: each fitted on the OOF, the best kept
+    """the best configs (by mean fold score) that may get weight"""
     method: Literal["mean", "hill_climb", "rank", "vote", "auto"] = "hill_climb"
-    # per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
-    # over the OOF folds; auto: on when the grid's metric is val_f1
+    """soft blends (mean | hill_climb | rank), hard majority voting (vote), or auto: each fitted on the OOF, the best
+    kept"""
     f1_offsets: Literal["auto", "on", "off"] = "auto"
+    """per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
+    over the OOF folds; auto: on when the grid's metric is val_f1"""
 
     @field_validator("f1_offsets", mode="before")
     @classmethod
@@ -440,11 +529,14 @@ class EnsembleConfig(Strict):
         """YAML reads a bare on / off as true / false."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     output: str = "submission.csv"
-    iterations: int = Field(50, ge=1)  # hill-climbing steps
-    # register the logged ensemble model under the grid's name (false: log it only); `register` in YAML
-    # (pydantic's BaseModel has a `register` attribute of its own)
+    """the submission file written"""
+    iterations: int = Field(50, ge=1)
+    """hill-climbing steps"""
     register_model: bool = Field(True, alias="register")
-    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "champion"  # moved to each new version
+    """register the logged ensemble model under the grid's name (false: log it only); `register` in YAML (pydantic's
+    BaseModel has a `register` attribute of its own)"""
+    alias: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] = "champion"
+    """moved to each new version"""
 
 
 class PseudoConfig(Strict):
@@ -455,9 +547,12 @@ class PseudoConfig(Strict):
     comparable with the teacher's round.
     """
 
-    teacher: str = "latest"  # an ensemble run id of this grid's MLflow experiment, or `latest` (resolved when the round starts)
+    teacher: str = "latest"
+    """an ensemble run id of this grid's MLflow experiment, or `latest` (resolved when the round starts)"""
     threshold: float | None = Field(None, gt=0, le=1)
+    """test rows whose top probability reaches this join (the default rule: 0.9)"""
     top_fraction: float | None = Field(None, gt=0, le=1)
+    """per predicted class, its most confident share of test rows joins"""
 
     @model_validator(mode="after")
     def _one_rule(self) -> PseudoConfig:
@@ -481,20 +576,35 @@ Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za
 
 class GridConfig(Strict):
     name: Identifier
+    """the grid's name: its MLflow experiment, its storage folder and its registered model"""
     seed: int = 42
+    """folds, weight init, each epoch's shuffle, random search draws, TPE's sampler"""
     data: DataConfig
+    """where the images are and how they are framed and split"""
     models: list[ModelConfig] = Field(min_length=1)
+    """the model axis: timm models by name, each crossed with the search axes"""
     train: TrainConfig = Field(default_factory=TrainConfig)
+    """the training recipe every trial starts from (search axes change parts of it)"""
     search: dict[str, SearchAxis] = {}
-    num_samples: int = Field(1, ge=1)  # draws of the random (non-grid) axes; with optuna: configs TPE proposes
-    searcher: Literal["grid", "optuna"] = "grid"  # optuna: TPE proposes model + search values from past results
+    """extra axes: a dotted path of the trial's config (model.*, data.*, train.*, seed) -> one axis"""
+    num_samples: int = Field(1, ge=1)
+    """draws of the random (non-grid) axes; with optuna: configs TPE proposes"""
+    searcher: Literal["grid", "optuna"] = "grid"
+    """optuna: TPE proposes model + search values from past results"""
     scheduler: TuneSchedulerConfig = Field(default_factory=TuneSchedulerConfig)
+    """Ray Tune's trial scheduler: which trials stop early"""
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    """what each trial's workers hold, and how many trials run at once"""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """where runs are tracked (MLflow) and checkpoints kept (storage)"""
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
-    tta: TtaConfig | None = None  # predictions only: not part of a trial's identity
+    """what `python -m orchestrator.ensemble` blends and writes"""
+    tta: TtaConfig | None = None
+    """test-time augmentation of the OOF and test predictions (null: none); not part of a trial's identity"""
     insight: InsightConfig = Field(default_factory=InsightConfig)
-    pseudo: PseudoConfig | None = None  # a pseudo-labelling round (or `--pseudo ENSEMBLE_RUN`)
+    """what the driver makes of a finished grid's predictions, per config"""
+    pseudo: PseudoConfig | None = None
+    """a pseudo-labelling round (or `--pseudo ENSEMBLE_RUN`)"""
 
     @property
     def layout(self) -> GridLayout:
@@ -561,12 +671,17 @@ class GridConfig(Strict):
 class TrialTables(Strict):
     """Where a trial finds its rows: written once per grid by the driver."""
 
-    folds_path: str  # parquet: row_id, image_path, target, group, fold
-    test_path: str | None  # parquet: row_id, image_path
+    folds_path: str
+    """parquet: row_id, image_path, target, group, fold"""
+    test_path: str | None
+    """parquet: row_id, image_path"""
     num_classes: int = Field(ge=2)
-    fingerprint: str = ""  # hash of the rows (paths, labels, groups, classes): part of every trial's identity
-    train_files: str = ""  # hash of the train images' paths, sizes and times: names their image cache
-    test_files: str = ""  # the same for the test images
+    fingerprint: str = ""
+    """hash of the rows (paths, labels, groups, classes): part of every trial's identity"""
+    train_files: str = ""
+    """hash of the train images' paths, sizes and times: names their image cache"""
+    test_files: str = ""
+    """the same for the test images"""
 
 
 class TrialConfig(Strict):
@@ -584,7 +699,8 @@ class TrialConfig(Strict):
     tables: TrialTables
     storage: str
     tta: TtaConfig | None = None
-    attempt: int = Field(0, ge=0)  # retries so far (set by the trainable; not part of the identity)
+    attempt: int = Field(0, ge=0)
+    """retries so far (set by the trainable; not part of the identity)"""
 
     @model_validator(mode="after")
     def _resolve_optimizer(self) -> TrialConfig:
