@@ -46,7 +46,7 @@ class OptimizerDefaults:
 # name -> timm optimizer and the lr / weight decay a grid gets when it sets none (adaptive optimizers take
 # 2e-3 and decoupled decay 0.05; SGD with momentum needs ~50x the step and L2-sized decay)
 OPTIMIZERS: dict[str, OptimizerDefaults] = {
-    "adamw": OptimizerDefaults("adamw", 2e-3, 0.05),  # measured: 1e-3 / 2e-3 / 4e-3 (README, "Competition techniques")
+    "adamw": OptimizerDefaults("adamw", 2e-3, 0.05),  # measured: 1e-3 / 2e-3 / 4e-3 (docs/techniques.md)
     "adam": OptimizerDefaults("adam", 2e-3, 0.0),
     "radam": OptimizerDefaults("radam", 2e-3, 0.0),
     "lamb": OptimizerDefaults("lamb", 4e-3, 0.05),

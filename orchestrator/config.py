@@ -174,7 +174,7 @@ class LRSchedulerConfig(Strict):
     """cosine | step | plateau | one_cycle | constant"""
     warmup_epochs: int = Field(1, ge=0)
     """a linear warmup (never the trial's last epoch); with label smoothing 0.1 and AdamW 2e-3 the defaults that
-    matched or beat a plain one-cycle loop on quickdraw10 (README, "Competition techniques")"""
+    matched or beat a plain one-cycle loop on quickdraw10 (docs/techniques.md)"""
     warmup_lr: float = Field(1e-5, ge=0)
     """the lr the warmup starts from"""
     min_lr: float = Field(1e-6, ge=0)

@@ -70,7 +70,7 @@ def check_shared_paths(paths: dict[str, str]) -> None:
                           for field, nodes in missing.items())
         raise InputError(f"{found}. On a cluster every node reads these: put them on a folder mounted at the same "
                          f"path on every node (NFS), or set tracking.storage to a bucket URI (s3://, gs://); "
-                         f"see README, 'Run on a cluster'")
+                         f"see docs/cluster.md")
 
 
 def check_storage(path: str, field: str = "tracking.storage") -> None:

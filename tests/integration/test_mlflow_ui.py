@@ -8,7 +8,7 @@ it) and the gallery, the compare view lists the searched param and not the grid'
 constants, and the grid's run carries its description. Installs Debian's chromium
 with apt-get when it is missing and this runs as root (playwright drives it; no
 browser download), and skips otherwise. `UI_SCREENSHOTS=<folder>` keeps the
-screenshots there (the README's come from this test).
+screenshots there (docs/running.md's come from this test).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The on-prem path for real: sshd on 127.0.0.1, `ray up cluster/local.yaml`, a grid, the ensemble, `ray down`.
 
-The commands are the README's "Run on a cluster" ones; only the SSH key, the MLflow
+The commands are docs/cluster.md's; only the SSH key, the MLflow
 server's port and its folder, and the PATH of the environment running the tests (a
 virtualenv's, which a login shell over SSH lacks) are this test's own. Installs openssh-server and
 rsync (Debian packages) when they are missing and this runs as root.
@@ -87,7 +87,7 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
                                          for c in config["head_start_ray_commands"]]
     cluster = tmp_path / "cluster.yaml"
     cluster.write_text(yaml.safe_dump(config, sort_keys=False))
-    assert ray_cli("get-auth-token", "--generate", cwd=REPO).returncode == 0  # README: before `ray up`
+    assert ray_cli("get-auth-token", "--generate", cwd=REPO).returncode == 0  # docs/cluster.md: before `ray up`
     uri = f"http://127.0.0.1:{port}"
     grid = quickdraw_grid(quickdraw_root, "ray-up", models=[{"name": "test_resnet"}], scheduler={"kind": "fifo"},
                           tracking={"uri": uri, "storage": str(tmp_path / "ray_results")})
@@ -126,7 +126,7 @@ def test_ray_up_grid_ensemble_ray_down_on_the_local_provider(tmp_path, quickdraw
         assert stop.returncode == 0 and not port_open(port)
     finally:
         # `ray down` runs its own `ray stop` in the SSH login shell, whose PATH has no virtualenv: stop Ray with
-        # this environment's first (the README's note for on-prem clusters in a virtualenv)
+        # this environment's first (docs/cluster.md's note for on-prem clusters in a virtualenv)
         ray_cli("exec", str(cluster), f"{ON_PATH}ray stop", cwd=REPO)
         down = ray_cli("down", "-y", str(cluster), cwd=REPO)
     assert down.returncode == 0

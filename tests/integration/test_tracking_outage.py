@@ -9,7 +9,7 @@ import time
 from tests.conftest import free_port, quickdraw_grid, run_cli, write_grid
 from tests.integration.test_resume_and_faults import finish, start_cli, steps, trial_runs, wait_for
 
-OUTAGE_S = 20  # long enough for the writer to be LATE_S (10 s) behind and for a few epochs; the README has 2 minutes
+OUTAGE_S = 20  # long enough for the writer to be LATE_S (10 s) behind and for a few epochs; docs/faults.md has 2 minutes
 
 
 def test_epochs_go_on_while_the_tracking_server_is_away_and_are_logged_once_after(tmp_path, quickdraw_root,
