@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.ensemble.weights import SCORERS, fit_ensemble
     from orchestrator.layout import RunFiles
     from orchestrator.protocol import TrialStatus
-    from orchestrator.search.plan import render_table
-    from orchestrator.tracking.config_insight import ClassReport
+    from orchestrator.render import render_table
+    from orchestrator.tracking.class_report import ClassReport
     from orchestrator.tracking.history import latest_grid_run
     from orchestrator.tracking.mlflow_store import Tracker, ui_command
     from orchestrator.tracking.plots import correlation_figure
@@ -197,8 +197,8 @@ def _publish(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str
 
 def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str) -> None:
     """The grid's latest parent run: its leaderboard gets the members' weights, its description the ensemble."""
+    from orchestrator.driver.leaderboard import read_csv, render
     from orchestrator.layout import RunFiles
-    from orchestrator.tracking.leaderboard import read_csv, render
 
     try:
         board = read_csv(tracker.load_text(parent.info.run_id, RunFiles.LEADERBOARD))

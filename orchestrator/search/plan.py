@@ -29,6 +29,7 @@ from orchestrator.config import (
     trial_skeleton,
 )
 from orchestrator.errors import InputError
+from orchestrator.render import render_table, short_value
 
 # settings that do not change what a trial learns: left out of its identity
 _NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"))  # (tta is not in the skeleton at all)
@@ -151,13 +152,3 @@ def format_plan(plan: list[PlannedTrial]) -> str:
     rows = [[str(i), p.config.config_id, str(p.config.fold), p.config.model.name] + [short_value(p.searched.get(a)) for a in axes]
             for i, p in enumerate(plan)]
     return render_table(header, rows)
-
-
-def short_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def render_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
-    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from orchestrator.search.plan import render_table
+from orchestrator.render import render_table
 
 
 def probabilities(oof: pd.DataFrame) -> np.ndarray:

@@ -8,11 +8,11 @@ import pandas as pd
 from PIL import Image
 
 from orchestrator.config import InsightConfig, TrialTables, parse_grid
+from orchestrator.driver.config_insight import ConfigInsight
+from orchestrator.driver.trials import TrialBook
 from orchestrator.protocol import TrialStatus
 from orchestrator.search.plan import plan_trials
-from orchestrator.tracking.config_insight import ConfigInsight
 from orchestrator.tracking.mlflow_store import Tracker
-from orchestrator.tracking.trials import TrialBook
 from orchestrator.train.explain import CamUnsupported
 
 CLASSES = ["ant", "bee", "cat"]

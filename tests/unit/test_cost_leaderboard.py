@@ -7,12 +7,12 @@ import math
 import pytest
 
 from orchestrator.config import ResourcesConfig, TrialTables, parse_grid
+from orchestrator.driver.leaderboard import leaderboard, markdown, render
+from orchestrator.driver.time_account import TimeAccount
+from orchestrator.driver.trials import TrialBook
 from orchestrator.protocol import TrialStatus
 from orchestrator.search.plan import plan_trials
 from orchestrator.tracking.cost import Cost, total, trial_cost
-from orchestrator.tracking.leaderboard import leaderboard, markdown, render
-from orchestrator.tracking.time_account import TimeAccount
-from orchestrator.tracking.trials import TrialBook
 
 TABLES = TrialTables(folds_path="f.parquet", test_path=None, num_classes=3)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from orchestrator.driver.time_account import TimeAccount
 from orchestrator.tracking.plots import timeline_figure
-from orchestrator.tracking.time_account import TimeAccount
 
 
 class Clock:

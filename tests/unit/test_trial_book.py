@@ -7,11 +7,11 @@ import io
 import pytest
 
 from orchestrator.config import TrialTables, parse_grid
+from orchestrator.driver.progress import Progress, summary_table
+from orchestrator.driver.trials import TrialBook
 from orchestrator.protocol import EpochReport, TrialStatus
-from orchestrator.report import Progress, summary_table
 from orchestrator.search.plan import plan_trials
 from orchestrator.tracking.history import PriorTrial
-from orchestrator.tracking.trials import TrialBook
 
 TABLES = TrialTables(folds_path="f.parquet", test_path=None, num_classes=3)
 
@@ -181,7 +181,7 @@ def test_a_trial_that_predicted_itself_is_read_back_and_a_stopped_one_goes_to_a_
     """The last report says whether the trial left its frames in storage; only the others cost a task."""
     import pandas as pd
 
-    from orchestrator.tracking.predictions import PredictionTasks
+    from orchestrator.driver.predictions import PredictionTasks
     from orchestrator.train.predict import save_frames
 
     minimal_grid["tracking"] = {"storage": str(tmp_path / "storage")}

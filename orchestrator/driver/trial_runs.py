@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from orchestrator.driver.trials import TrialRecord
 from orchestrator.layout import RunFiles
 from orchestrator.protocol import EpochReport, TrialStatus
 from orchestrator.tracking.mlflow_store import SEARCH_PREFIX, Tracker, environment_tags, flatten
-from orchestrator.tracking.trials import TrialRecord
 
 
 class TrialRuns:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from orchestrator.tracking.trials import TrialRecord
+from orchestrator.driver.trials import TrialRecord
 
 
 class Predicted(NamedTuple):

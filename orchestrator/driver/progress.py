@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from orchestrator.protocol import EpochReport, TrialStatus
-from orchestrator.search.plan import render_table, short_value
+from orchestrator.render import render_table, short_value
 
 
 class Progress:

@@ -12,14 +12,14 @@ from typing import Any
 import yaml
 
 from orchestrator.config import GridConfig
+from orchestrator.driver.leaderboard import markdown
+from orchestrator.driver.resume import Work
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles
 from orchestrator.protocol import TrialStatus
 from orchestrator.tracking.cost import Cost
 from orchestrator.tracking.history import latest_grid_run
-from orchestrator.tracking.leaderboard import markdown
 from orchestrator.tracking.mlflow_store import Tracker, dataset_input, environment_tags, flatten
-from orchestrator.tracking.resume import Work
 
 
 def grid_datasets(grid: GridConfig, tables: Any) -> list[Any]:

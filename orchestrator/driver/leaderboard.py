@@ -10,9 +10,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from orchestrator.search.plan import render_table, short_value
+from orchestrator.driver.trials import TrialRecord
+from orchestrator.render import render_table, short_value
 from orchestrator.tracking.cost import total
-from orchestrator.tracking.trials import TrialRecord
 
 COST_COLUMNS = ("wall_s", "cpu_hours", "gpu_hours")
 

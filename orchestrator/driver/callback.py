@@ -16,14 +16,14 @@ from typing import Any
 from ray.tune import Callback, Stopper
 from ray.tune.experiment import Trial
 
+from orchestrator.driver.predictions import PredictionTasks
+from orchestrator.driver.time_account import TimeAccount
+from orchestrator.driver.trial_runs import TrialRuns
+from orchestrator.driver.trials import TrialBook, TrialRecord
 from orchestrator.protocol import EpochReport
 from orchestrator.search.schedulers import tune_trial_key
 from orchestrator.storage import is_disk_full
 from orchestrator.tracking.cost import trial_cost
-from orchestrator.tracking.predictions import PredictionTasks
-from orchestrator.tracking.time_account import TimeAccount
-from orchestrator.tracking.trial_runs import TrialRuns
-from orchestrator.tracking.trials import TrialBook, TrialRecord
 
 
 def timed(hook: Callable) -> Callable:
