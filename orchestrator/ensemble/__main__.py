@@ -17,9 +17,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.blend import shift
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
+from orchestrator.driver.leaderboard import read_csv, render
+from orchestrator.ensemble.fit import EnsembleResult, fit_members
+from orchestrator.ensemble.members import load_members
 from orchestrator.errors import InputError
+from orchestrator.layout import RunFiles
+from orchestrator.protocol import TrialStatus
+from orchestrator.render import render_table
+from orchestrator.scoring import fast_macro_f1
+from orchestrator.storage import read_parquet
+from orchestrator.tracking.class_report import ClassReport
+from orchestrator.tracking.history import latest_grid_run
+from orchestrator.tracking.mlflow_store import Tracker, ui_command
+from orchestrator.tracking.plots import correlation_figure
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -31,20 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from orchestrator.blend import shift
-    from orchestrator.ensemble.members import load_members
-    from orchestrator.ensemble.weights import SCORERS, fit_ensemble
-    from orchestrator.layout import RunFiles
-    from orchestrator.protocol import TrialStatus
-    from orchestrator.render import render_table
-    from orchestrator.tracking.class_report import ClassReport
-    from orchestrator.tracking.history import latest_grid_run
-    from orchestrator.tracking.mlflow_store import Tracker, ui_command
-    from orchestrator.tracking.plots import correlation_figure
-
     args = parse_args(argv)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
-    metric, cfg = grid.scheduler.metric, grid.ensemble
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root, create=False)
     members, skipped = load_members(tracker, grid.data.folds.folds_to_train())
     for line in skipped:
@@ -52,49 +53,20 @@ def main(argv: list[str] | None = None) -> int:
     if not members:
         raise InputError(f"no finished trials with predictions for every fold in MLflow experiment {grid.name!r} "
                          f"({grid.tracking.uri}); run `python -m orchestrator.run {args.grid}` first")
-
-    score = SCORERS[metric]
-    rows = _common_rows(members)
-    oof_rows = members[0].oof.set_index("row_id").loc[rows]
-    y, folds = oof_rows["target"].to_numpy(), oof_rows["fold"].to_numpy()
-    oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
-    scores = [score(p, y) for p in oofs]
-    order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
-    chosen = [members[i] for i in order]
-    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations)
-    weights, method = fit.weights, fit.method
-
-    table = [[m.config_id, m.model, f"{scores[i]:.4f}", f"{w:.3f}"] for i, m, w in zip(order, chosen, weights)]
-    print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
-    if len(fit.tried) > 1:
-        print("methods by OOF " + metric + ": " + ", ".join(f"{k} {v:.4f}" for k, v in fit.tried.items()) + f" -> {method}")
-    print(f"\nensemble ({method}, {int((weights > 0).sum())} of {len(chosen)} members): OOF {metric} = {fit.score:.4f} "
-          f"(best member {scores[order[0]]:.4f}, {len(rows)} OOF rows)")
-    tuning = _tune_decisions(cfg.f1_offsets, metric, fit.oof, y, folds)
-    offsets = tuning.offsets if tuning is not None else None
+    result = fit_members(members, grid.scheduler.metric, grid.ensemble)
+    say(result, grid.scheduler.metric)
 
     grid_run = latest_grid_run(tracker)
     classes = json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.CLASSES))
-    run_id = tracker.start_run("ensemble", "ensemble", tags={"method": method})
-    ClassReport.of(y, shift(fit.oof, offsets).argmax(1), classes, grid.insight.top_confusions,
-                   f"ensemble of {len(chosen)} configs, OOF ({len(rows)} rows)", "ensemble").log(tracker, run_id)
-    tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": method,
-                                "weights": json.dumps([round(float(w), 4) for w in weights]), "top_k": str(cfg.top_k)})
-    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, f"best_member_oof_{metric}": scores[order[0]],
-                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()}, **_tuning_metrics(tuning)}, step=0)
-    tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, weights)}, indent=2), "weights.json")
-    if offsets is not None:
-        tracker.log_text(run_id, json.dumps(dict(zip(classes, map(float, offsets))), indent=2), RunFiles.F1_OFFSETS)
-    if len(chosen) > 1:
-        flat = np.stack([p.ravel() for p in (oofs[i] for i in order)])
-        tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
-
-    output = _submission(grid, tracker, run_id, chosen, fit, offsets, classes)
-    published = _publish(grid, tracker, run_id, chosen, fit, offsets, classes)  # after the submission: a failure here keeps it
+    run_id = tracker.start_run("ensemble", "ensemble", tags={"method": result.fit.method})
+    log_run(tracker, run_id, grid, result, classes)
+    output = _submission(grid, tracker, run_id, result, classes)
+    published = _publish(grid, tracker, run_id, result, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
-    _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(chosen, weights)},
-                     f"**Ensemble** ({method}, run `{run_id}`): OOF {metric} {fit.score:.4f} (best member "
-                     f"{scores[order[0]]:.4f}); submission `{output or 'none (no test set)'}`; model "
+    fit, metric = result.fit, grid.scheduler.metric
+    _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(result.chosen, fit.weights)},
+                     f"**Ensemble** ({fit.method}, run `{run_id}`): OOF {metric} {fit.score:.4f} (best member "
+                     f"{result.scores[0]:.4f}); submission `{output or 'none (no test set)'}`; model "
                      f"`{published.registered or published.model_uri}`.")
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
@@ -102,15 +74,36 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_OK
 
 
-def _tune_decisions(setting: str, metric: str, oof: np.ndarray, y: np.ndarray, folds: np.ndarray):
-    """Macro-F1 offsets (`ensemble.f1_offsets`; auto: when the grid's metric is val_f1), or None when off."""
-    from orchestrator.ensemble.decision import tune
+def say(result: EnsembleResult, metric: str) -> None:
+    """The members' table, the methods compared, the ensemble's score, the offsets' verdict."""
+    fit, chosen = result.fit, result.chosen
+    table = [[m.config_id, m.model, f"{s:.4f}", f"{w:.3f}"] for m, s, w in zip(chosen, result.scores, fit.weights)]
+    print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
+    if len(fit.tried) > 1:
+        print("methods by OOF " + metric + ": " + ", ".join(f"{k} {v:.4f}" for k, v in fit.tried.items()) + f" -> {fit.method}")
+    print(f"\nensemble ({fit.method}, {int((fit.weights > 0).sum())} of {len(chosen)} members): OOF {metric} = "
+          f"{fit.score:.4f} (best member {result.scores[0]:.4f}, {len(result.rows)} OOF rows)")
+    if result.tuning is not None:
+        print(result.tuning.summary())
 
-    if setting == "off" or (setting == "auto" and metric != "val_f1"):
-        return None
-    tuning = tune(oof, y, folds)
-    print(tuning.summary())
-    return tuning
+
+def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes: list[str]) -> None:
+    """The ensemble run's class report, params, scores, weights, offsets and member correlation."""
+    fit, chosen, metric, cfg = result.fit, result.chosen, grid.scheduler.metric, grid.ensemble
+    ClassReport.of(result.y, shift(fit.oof, result.offsets).argmax(1), classes, grid.insight.top_confusions,
+                   f"ensemble of {len(chosen)} configs, OOF ({len(result.rows)} rows)", "ensemble").log(tracker, run_id)
+    tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": fit.method,
+                                "weights": json.dumps([round(float(w), 4) for w in fit.weights]), "top_k": str(cfg.top_k)})
+    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, f"best_member_oof_{metric}": result.scores[0],
+                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()}, **_tuning_metrics(result.tuning)},
+                        step=0)
+    tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, fit.weights)}, indent=2), "weights.json")
+    if result.offsets is not None:
+        tracker.log_text(run_id, json.dumps(dict(zip(classes, map(float, result.offsets))), indent=2), RunFiles.F1_OFFSETS)
+    if len(chosen) > 1:
+        flat = np.stack([m.oof.set_index("row_id").loc[result.rows].filter(like="prob_").to_numpy(np.float64).ravel()
+                         for m in chosen])
+        tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
 
 def _tuning_metrics(tuning) -> dict[str, float]:
@@ -118,16 +111,6 @@ def _tuning_metrics(tuning) -> dict[str, float]:
         return {}
     return {"oof_f1_before_offsets": tuning.before, "oof_f1_offsets_cv": tuning.cv_after,
             "oof_f1_offsets_fitted": tuning.fitted_after, "f1_offsets_kept": float(tuning.offsets is not None)}
-
-
-def served_probabilities(probs: list[np.ndarray], fit, offsets) -> np.ndarray:
-    """What the served model gives for these members' probabilities: their blend (rank's weights on probabilities,
-    since one image has no ranks) shifted by the offsets (not rank's: they were fitted on ranks)."""
-    from orchestrator.blend import blend, shift
-
-    if fit.method == "rank":
-        return blend(probs, fit.weights)
-    return shift(blend(probs, fit.weights, fit.method), offsets)
 
 
 def _say_replaced(output: Path, tracker, run_id: str) -> None:
@@ -145,19 +128,15 @@ def _say_replaced(output: Path, tracker, run_id: str) -> None:
     print(f"replacing {output}: no ensemble run of this grid wrote it, so it is kept as {kept}")
 
 
-def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]) -> Path | None:
+def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str]) -> Path | None:
     """Write (and log) the submission and the blended test probabilities; None when the source has no test set."""
-    from orchestrator.blend import blend, shift
-    from orchestrator.data.sources import SOURCES
-    from orchestrator.ensemble.weights import inputs_for
-    from orchestrator.layout import RunFiles
+    from orchestrator.data.sources import SOURCES  # the sources' loaders: only a submission needs them
 
+    chosen = result.chosen
     if any(m.test is None for m in chosen):
         print("no test predictions (the data source has no test set): no submission written")
         return None
-    tests = [m.test_probs for m in chosen]
-    predicted = shift(blend(inputs_for(fit.method, tests), fit.weights, fit.method), offsets).argmax(1)
-    probs = served_probabilities(tests, fit, offsets)
+    predicted, probs = result.test_predictions(), result.test_probabilities()
     test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
     submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
     output = Path(grid.ensemble.output).resolve()
@@ -179,13 +158,12 @@ def _submission(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[
     return output
 
 
-def _publish(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str]):
+def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str]):
     """The ensemble as an MLflow model on its run (registered under the grid's name unless `ensemble.register` is off)."""
-    from orchestrator.serve.bundle import write_bundle
+    from orchestrator.serve.bundle import write_bundle  # torch (the bundle's loader), only when publishing
     from orchestrator.serve.publish import publish
-    from orchestrator.storage import read_parquet
 
-    cfg = grid.ensemble
+    cfg, fit, offsets, chosen = grid.ensemble, result.fit, result.offsets, result.chosen
     example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
     with tempfile.TemporaryDirectory() as folder:
         served_offsets = None if fit.method == "rank" else offsets  # rank's were fitted on ranks (see served_probabilities)
@@ -197,9 +175,6 @@ def _publish(grid, tracker, run_id: str, chosen, fit, offsets, classes: list[str
 
 def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str) -> None:
     """The grid's latest parent run: its leaderboard gets the members' weights, its description the ensemble."""
-    from orchestrator.driver.leaderboard import read_csv, render
-    from orchestrator.layout import RunFiles
-
     try:
         board = read_csv(tracker.load_text(parent.info.run_id, RunFiles.LEADERBOARD))
         board["weight"] = board["config_id"].map(weights)
@@ -214,8 +189,6 @@ def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str
 
 def _holdout_scores(root: Path, test_table, predicted: np.ndarray) -> dict[str, float]:
     """Accuracy and macro F1 against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
-    from orchestrator.scoring import fast_macro_f1
-
     labels_file = root / "test_labels.csv"
     if not labels_file.is_file():
         return {}
@@ -223,13 +196,6 @@ def _holdout_scores(root: Path, test_table, predicted: np.ndarray) -> dict[str, 
     truth = labels.reindex(test_table["rel_path"]).to_numpy()
     classes = int(max(truth.max(), predicted.max())) + 1
     return {"holdout_accuracy": float((truth == predicted).mean()), "holdout_f1": fast_macro_f1(predicted, truth, classes)}
-
-
-def _common_rows(members) -> np.ndarray:
-    rows = set(members[0].oof["row_id"])
-    for member in members[1:]:
-        rows &= set(member.oof["row_id"])
-    return np.array(sorted(rows))
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def test_auto_keeps_the_method_with_the_best_oof_score():
 
 def test_the_served_probabilities_are_what_one_image_can_get():
     from orchestrator.blend import shift
-    from orchestrator.ensemble.__main__ import served_probabilities
+    from orchestrator.ensemble.fit import served_probabilities
 
     members, y = noisy_members(4, n=50, classes=3, members=3)
     offsets = np.array([0.0, 1.0, -1.0])
@@ -82,3 +82,26 @@ def test_the_served_probabilities_are_what_one_image_can_get():
         served = served_probabilities(members, fit, offsets)
         expected = blend(members, fit.weights) if method == "rank" else shift(blend(members, fit.weights, method), offsets)
         assert np.allclose(served, expected) and np.allclose(served.sum(1), 1)
+
+
+def test_the_ensemble_fits_from_members_alone_as_a_notebook_would_call_it():
+    """fit_members: no MLflow, no files; the top_k best members on the OOF rows they share, best first."""
+    import pandas as pd
+
+    from orchestrator.config import EnsembleConfig
+    from orchestrator.ensemble.fit import fit_members
+    from orchestrator.ensemble.members import Member
+
+    probs, y = noisy_members(seed=3, n=120, classes=4, members=3)
+    members = []
+    for index, p in enumerate(probs):
+        oof = pd.DataFrame({"row_id": np.arange(len(y)), "fold": np.arange(len(y)) % 3, "target": y})
+        oof = oof.join(pd.DataFrame(p, columns=[f"prob_{c}" for c in range(4)]))
+        test = pd.DataFrame({"row_id": range(5), "image_path": [f"t{i}.png" for i in range(5)]}).join(
+            pd.DataFrame(p[:5], columns=[f"prob_{c}" for c in range(4)]))
+        members.append(Member(f"c{index}", "test_resnet", oof.iloc[index:].reset_index(drop=True), test, [f"r{index}"]))
+    result = fit_members(members, "val_acc", EnsembleConfig(top_k=2, method="mean"))
+    assert [m.config_id for m in result.chosen] == ["c2", "c1"]  # the strongest two (noisy_members: later is stronger)
+    assert list(result.rows) == list(range(2, 120)) and result.scores[0] >= result.scores[1]
+    assert result.tuning is None and result.test_predictions().shape == (5,)
+    assert np.allclose(result.test_probabilities().sum(1), 1)
