@@ -50,7 +50,9 @@ def init_ray(address: str | None, verbose: bool, log_file: Path | None = None) -
     local = ray_is_local(address)
     quiet = log_file is not None and not verbose
     with ray_logs_to(log_file) if quiet else contextlib.nullcontext():
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=verbose,
+        # "local": a Ray of its own even when `ray start` runs on this machine (ray.init would join that one and
+        # then refuse the slot resources); --address auto joins it
+        ray.init(address="local" if local else address, runtime_env={"env_vars": env}, log_to_driver=verbose,
                  resources={TRIAL_SLOTS: SLOT_UNITS} if local else None,
                  include_dashboard=None, configure_logging=not quiet, logging_level="WARNING")
 
