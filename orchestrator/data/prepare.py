@@ -27,14 +27,17 @@ class PreparedData:
 
 
 def data_fingerprint(tables: DataTables) -> str:
-    """Changes when a row, label, group, class or test image changes, so reruns retrain on changed data.
+    """Changes when a row, label, group, class or test image changes, so reruns retrain on changed data; not when
+    the data root moves (image paths count relative to it: a laptop's ~/data and a cluster's /mnt/data hold the
+    same trials).
 
     (Image bytes are not read: an image replaced under the same path goes unnoticed.)
     """
     digest = hashlib.sha1(json.dumps(tables.classes).encode())
     for frame in (tables.train, tables.test):
         if frame is not None:
-            columns = [c for c in ("image_path", "target", "group") if c in frame.columns]
+            path = "rel_path" if "rel_path" in frame.columns else "image_path"
+            columns = [c for c in (path, "target", "group") if c in frame.columns]
             digest.update(frame[columns].to_csv(index=False).encode())
     return digest.hexdigest()[:12]
 

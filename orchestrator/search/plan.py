@@ -32,7 +32,8 @@ from orchestrator.errors import InputError
 from orchestrator.render import render_table, short_value
 
 # settings that do not change what a trial learns: left out of its identity
-_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"))  # (tta is not in the skeleton at all)
+_NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"),
+                 ("data", "root"), ("data", "test_root"))  # where the data lies: its fingerprint says what it is  # (tta is not in the skeleton at all)
 
 
 @dataclass(frozen=True)
