@@ -19,6 +19,7 @@ and with none good left the trial starts afresh; it never fails for good.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import tempfile
@@ -31,6 +32,23 @@ import torch
 
 from orchestrator.layout import checkpoint_dir_name
 from orchestrator.protocol import EpochReport
+from orchestrator.storage import (
+    MANIFEST,
+    commit_dir,
+    committed,
+    exists,
+    join,
+    read_text,
+    remove_file,
+    remove_tree,
+    subfolders,
+    tree_bytes,
+    verify,
+    without_query,
+    write_manifest,
+    write_text,
+)
+from orchestrator.train.checkpoint import STATE_FILE
 
 _CHECKPOINT = re.compile(r"^epoch_(\d{4,})$")
 KEEP_LATEST = 2  # besides the best: a damaged latest checkpoint falls back one epoch, not all the way to the best
@@ -82,7 +100,6 @@ class TrainWorkers:
         if save is None:
             ray.train.report(report.as_result())
             return
-        from orchestrator.storage import write_manifest
 
         with tempfile.TemporaryDirectory() as folder:
             save(folder)
@@ -119,7 +136,6 @@ class InTrial:
 
     def report(self, report: EpochReport, save: Callable[[str], None] | None = None) -> None:
         """Commit the checkpoint first (as Ray Train does), so every epoch Tune hears of can be resumed."""
-        from orchestrator.storage import commit_dir, join, remove_tree
 
         if save is not None:
             with tempfile.TemporaryDirectory() as folder:
@@ -137,7 +153,6 @@ class InTrial:
 def release_ended(trial_dir: str, best_epoch: int, keep_weights: bool) -> int:
     """An ended trial whose weights MLflow holds gives its storage back: all of it, or (`keep_weights`) all but
     its best weights. Returns the bytes freed."""
-    from orchestrator.storage import remove_tree, tree_bytes
 
     if keep_weights:
         return keep_only_best(trial_dir, best_epoch)
@@ -150,10 +165,6 @@ def keep_only_best(trial_dir: str, best_epoch: int) -> int:
     """An ended trial keeps only its best epoch's weights: the other checkpoints and the best one's training state
     (optimizer, schedule: what only a resume needs) go. Returns the bytes freed. The manifest is rewritten first,
     without the state file, so the checkpoint stays whole for readers at every step."""
-    import json
-
-    from orchestrator.storage import MANIFEST, exists, join, read_text, remove_file, remove_tree, tree_bytes, write_text
-    from orchestrator.train.checkpoint import STATE_FILE
 
     before = tree_bytes(trial_dir)
     for epoch in committed_epochs(trial_dir):
@@ -170,7 +181,6 @@ def keep_only_best(trial_dir: str, best_epoch: int) -> int:
 
 def committed_epochs(trial_dir: str) -> list[int]:
     """The epochs of the trial's committed checkpoints (manifest written), newest first."""
-    from orchestrator.storage import committed, join, subfolders
 
     epochs = [int(m.group(1)) for name in subfolders(trial_dir) if (m := _CHECKPOINT.match(name))]
     return sorted((e for e in epochs if committed(join(trial_dir, checkpoint_dir_name(e)))), reverse=True)
@@ -185,7 +195,6 @@ def good_checkpoint(trial_dir: str, epochs: list[int], notes: list[str]) -> Iter
     """
     import ray.train
 
-    from orchestrator.storage import join, verify, without_query
 
     def say(text: str) -> None:
         notes.append(text)
