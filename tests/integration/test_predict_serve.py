@@ -52,14 +52,17 @@ def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, q
     bucket = s3.bucket("grids")
     grid = quickdraw_grid(quickdraw_root, NAME, models=[{"name": "test_vit"}],
                           scheduler={"kind": "fifo", "metric": "val_acc", "mode": "max"},
-                          tracking={"uri": mlflow_on_s3, "storage": f"s3://{bucket}/runs"})
+                          tracking={"uri": mlflow_on_s3, "storage": f"s3://{bucket}/runs", "keep_weights": True})
     grid["data"]["folds"] = {"kind": "stratified", "n_splits": 2}
     grid["train"]["epochs"] = 2
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
     stored = s3.keys(bucket, f"runs/{NAME}/")
     assert f"runs/{NAME}/data/folds.parquet" in stored
-    assert sum(k.endswith("/MANIFEST.json") for k in stored) >= 2  # committed checkpoints, no .partial copies
+    # keep_weights: each of the 2 ended trials keeps its best checkpoint, committed (manifest; no .partial copies),
+    # without its optimizer state
+    assert sum(k.endswith("/MANIFEST.json") for k in stored) == 2, stored
+    assert not any(k.endswith("/train_state.pt") for k in stored)
     assert not any(".partial" in k for k in stored)
     assert any(k.endswith("/checkpoint/model.pt") for k in s3.keys("mlflow-artifacts"))  # the server's artifacts
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
