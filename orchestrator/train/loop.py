@@ -38,7 +38,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 @dataclass
-class Progress:
+class TrialState:
     """What a checkpoint must carry besides weights to continue a trial."""
 
     next_epoch: int = 0
@@ -90,7 +90,7 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
     return best is None or (score > best if mode == "max" else score < best)
 
 
-def report(session: Session, epoch_report: EpochReport, model, parts: StepParts, progress: Progress) -> None:
+def report(session: Session, epoch_report: EpochReport, model, parts: StepParts, progress: TrialState) -> None:
     """Report one epoch (-> Tune -> the scheduler, MLflow); rank 0 attaches the checkpoint."""
     if session.rank != 0:
         session.report(epoch_report)
@@ -100,19 +100,19 @@ def report(session: Session, epoch_report: EpochReport, model, parts: StepParts,
     session.report(epoch_report, save=lambda folder: save_checkpoint(folder, weight_sets(model, parts)[0], state))
 
 
-def restore(session: Session, model, parts: StepParts) -> Progress:
+def restore(session: Session, model, parts: StepParts) -> TrialState:
     """Continue from the trial's latest checkpoint, if there is one."""
     with session.restored() as folder:
         if folder is None:
-            return Progress()
+            return TrialState()
         state = load_state(folder)
         load_weights(folder, weight_sets(model, parts)[0])
     parts.load_state_dict(model, state)
-    return Progress(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
+    return TrialState(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
                     state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
 
 
-def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Module, progress: Progress, device) -> bool:
+def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Module, progress: TrialState, device) -> bool:
     """A trial that ends by itself predicts OOF + test from its best epoch here, before its last report, where
     everything is loaded already (a prediction task would start a process and import it all again).
 
@@ -138,7 +138,7 @@ def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Modul
         return False
 
 
-def replay(session: Session, progress: Progress, attempt: int, note: str = "") -> bool:
+def replay(session: Session, progress: TrialState, attempt: int, note: str = "") -> bool:
     """Re-report a restored checkpoint's epoch (the driver skips what it logged already); True if the trial had ended.
 
     A driver killed after an epoch's checkpoint was saved but before it logged the
@@ -163,7 +163,7 @@ def worker_node() -> str:
     return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
 
 
-def should_stop(trial: TrialConfig, progress: Progress) -> bool:
+def should_stop(trial: TrialConfig, progress: TrialState) -> bool:
     """Early stopping inside the trial: no improvement for `patience` epochs."""
     rule = trial.train.early_stopping
     return rule is not None and progress.since_best >= rule.patience

@@ -10,7 +10,7 @@ import torch
 
 from orchestrator.config import TrainConfig
 from orchestrator.protocol import EpochReport
-from orchestrator.train.loop import Progress
+from orchestrator.train.loop import TrialState
 from orchestrator.train.step import build_parts, train_one_epoch
 
 CPU = torch.device("cpu")
@@ -128,7 +128,7 @@ def test_channels_last_reaches_the_model():
 
 
 def test_early_stopping_counts_epochs_without_improvement():
-    progress = Progress()
+    progress = TrialState()
     flags = [progress.update(score, epoch, "max", min_delta=0.01) for epoch, score in enumerate([0.5, 0.6, 0.605, 0.59, 0.7])]
     assert flags == [True, True, False, False, True]
     assert progress.best_epoch == 5 and progress.since_best == 0
@@ -147,7 +147,7 @@ def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, ev
     x, y = data()
     cfg = TrainConfig(ema={"decay": 0.9, "warmup": False, "evaluate": evaluate_ema})
     model, parts = run(cfg, batches(x, y, 8))
-    loop.report(session, EpochReport(epoch=1, best_epoch=1), model, parts, Progress(next_epoch=1))
+    loop.report(session, EpochReport(epoch=1, best_epoch=1), model, parts, TrialState(next_epoch=1))
     state = torch.load(tmp_path / "trial" / "epoch_0001" / STATE_FILE, weights_only=True)
     assert set(state) >= {"other_weights"} and not {"raw_model", "ema"} & set(state)
 
