@@ -32,7 +32,7 @@ from orchestrator.driver.grid_run import close_parent, grid_datasets, open_paren
 from orchestrator.driver.leaderboard import leaderboard, render
 from orchestrator.driver.predictions import PredictionTasks
 from orchestrator.driver.progress import Progress, summary_rows
-from orchestrator.driver.resume import Work, sort_out
+from orchestrator.driver.resume import Work, sort_out, start_afresh
 from orchestrator.driver.trial_runs import TrialRuns
 from orchestrator.driver.trials import TrialBook
 from orchestrator.errors import InputError, OutOfSpace
@@ -99,6 +99,7 @@ class GridRun:
 
     def plan(self) -> None:
         self.work: Work = sort_out(self.grid, plan_trials(self.grid, self.prepared.trial_tables), self.tracker, self.resume)
+        start_afresh(self.work, self.tracker, self.resume)
         self.trials = trial_count(self.grid, self.work.to_run)
 
     def open(self) -> None:

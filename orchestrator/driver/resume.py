@@ -39,7 +39,7 @@ class Work:
 
 
 def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resume: bool) -> Work:
-    """Split the plan by what MLflow holds; clear stale checkpoints of trials that start afresh."""
+    """Split the plan by what MLflow holds (reads only; `start_afresh` acts on the split)."""
     if resume and grid.searcher == "optuna":
         raise InputError("--resume: with searcher: optuna, TPE proposes new configs on every run, so there is "
                          "nothing to continue; run the grid again without --resume")
@@ -47,16 +47,22 @@ def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resum
     reused = [p for p in plan if p.key in prior and prior[p.key].ended]
     to_run = [p for p in plan if p not in reused]
     continued = {p.key: _as_logged(tracker, prior[p.key], grid.scheduler.metric) for p in to_run if resume and p.key in prior}
-    abandoned = [p for p in to_run if not resume and p.key in prior]
+    return Work(to_run, reused, continued, prior)
+
+
+def start_afresh(work: Work, tracker: Tracker, resume: bool) -> None:
+    """Without --resume: earlier unfinished runs of trials to run are ABANDONED, and every trial to run loses its
+    stale checkpoints (a fresh start must not resume them)."""
+    if resume:
+        return
+    abandoned = [p for p in work.to_run if p.key in work.prior]
     for p in abandoned:
-        tracker.end_run(prior[p.key].run_id, TrialStatus.ABANDONED.mlflow_status, {"status": str(TrialStatus.ABANDONED)})
+        tracker.end_run(work.prior[p.key].run_id, TrialStatus.ABANDONED.mlflow_status, {"status": str(TrialStatus.ABANDONED)})
     if abandoned:
         print(f"{len(abandoned)} trial(s) of an earlier run did not end; they start afresh "
               f"(`--resume` would continue them from their last checkpoint)", flush=True)
-    if not resume:
-        for p in to_run:
-            remove_tree(p.config.layout.trial_dir(p.key))  # a fresh start must not resume its stale checkpoints
-    return Work(to_run, reused, continued, prior)
+    for p in work.to_run:
+        remove_tree(p.config.layout.trial_dir(p.key))
 
 
 def _as_logged(tracker: Tracker, old: PriorTrial, metric: str) -> PriorTrial:
