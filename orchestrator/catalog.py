@@ -80,6 +80,14 @@ def preset_table() -> str:
     return "\n".join(f"    {name:<{width}}  {note}" for name, note in AUGMENT.items())
 
 
+def check_preset(name: str) -> str:
+    """`name` if it is an augmentation preset; else ValueError with the table of presets."""
+    if name not in AUGMENT:
+        raise ValueError(f"unknown augment preset {name!r}; valid presets:\n{preset_table()}\n"
+                         f"  or a list of albumentations transforms")
+    return name
+
+
 def check_name(value: str, names, what: str) -> str:
     """`value` if it is one of `names`; else ValueError listing the valid ones."""
     if value not in names:

@@ -9,6 +9,7 @@ from Tune as a plain dict and validate it back into `TrialConfig`.
 from __future__ import annotations
 
 import difflib
+import functools
 import itertools
 from collections.abc import Collection
 from pathlib import Path
@@ -46,8 +47,9 @@ class Strict(BaseModel):
 ADDED_LATER = {"identity": "when_set"}
 
 
+@functools.cache  # the schema does not change; config_id asks once per planned trial
 def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """Path -> default (as JSON) of every ADDED_LATER key under `schema`, through nested config nodes."""
+    """Path -> default (as JSON) of every ADDED_LATER key under `schema`, through nested config nodes (read-only)."""
     from pydantic_core import to_jsonable_python
 
     found: dict[tuple[str, ...], Any] = {}
@@ -349,11 +351,9 @@ class TrainConfig(Strict):
     @field_validator("augment")
     @classmethod
     def _known_preset(cls, value: str | list[TransformSpec]) -> str | list[TransformSpec]:
-        """A preset by name (a list's transforms are checked against albumentations by the driver: checks.py)."""
-        if isinstance(value, str) and value not in catalog.AUGMENT:
-            raise ValueError(f"unknown augment preset {value!r}; valid presets:\n{catalog.preset_table()}\n"
-                             f"  or a list of albumentations transforms")
-        return value
+        """A preset by name (a list's transforms are checked against albumentations by the driver's preflight:
+        search/preflight.check_libraries)."""
+        return catalog.check_preset(value) if isinstance(value, str) else value
 
 
 # ------------------------------------------------------------------ search / run

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 
-from orchestrator.catalog import AUGMENT, preset_table
+from orchestrator.catalog import check_preset
 
 if TYPE_CHECKING:
     import torch
@@ -175,9 +175,7 @@ def _transform_from_spec(spec: Any) -> Any:
 def check_augment(augment: str | Sequence[Any]) -> None:
     """Raise ValueError naming the preset / transform / argument that is wrong."""
     if isinstance(augment, str):
-        if augment not in AUGMENT:
-            raise ValueError(f"unknown augment preset {augment!r}; valid presets:\n{preset_table()}\n"
-                             f"  or a list of albumentations transforms")
+        check_preset(augment)
         return
     for index, spec in enumerate(augment):
         try:

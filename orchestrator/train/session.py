@@ -100,7 +100,6 @@ class TrainWorkers:
         if save is None:
             ray.train.report(report.as_result())
             return
-
         with tempfile.TemporaryDirectory() as folder:
             save(folder)
             write_manifest(folder)  # Ray uploads it with the files: restore verifies them against it
@@ -136,7 +135,6 @@ class InTrial:
 
     def report(self, report: EpochReport, save: Callable[[str], None] | None = None) -> None:
         """Commit the checkpoint first (as Ray Train does), so every epoch Tune hears of can be resumed."""
-
         if save is not None:
             with tempfile.TemporaryDirectory() as folder:
                 save(folder)
@@ -153,7 +151,6 @@ class InTrial:
 def release_ended(trial_dir: str, best_epoch: int, keep_weights: bool) -> int:
     """An ended trial whose weights MLflow holds gives its storage back: all of it, or (`keep_weights`) all but
     its best weights. Returns the bytes freed."""
-
     if keep_weights:
         return keep_only_best(trial_dir, best_epoch)
     before = tree_bytes(trial_dir)
@@ -165,7 +162,6 @@ def keep_only_best(trial_dir: str, best_epoch: int) -> int:
     """An ended trial keeps only its best epoch's weights: the other checkpoints and the best one's training state
     (optimizer, schedule: what only a resume needs) go. Returns the bytes freed. The manifest is rewritten first,
     without the state file, so the checkpoint stays whole for readers at every step."""
-
     before = tree_bytes(trial_dir)
     for epoch in committed_epochs(trial_dir):
         if epoch != best_epoch:
@@ -181,7 +177,6 @@ def keep_only_best(trial_dir: str, best_epoch: int) -> int:
 
 def committed_epochs(trial_dir: str) -> list[int]:
     """The epochs of the trial's committed checkpoints (manifest written), newest first."""
-
     epochs = [int(m.group(1)) for name in subfolders(trial_dir) if (m := _CHECKPOINT.match(name))]
     return sorted((e for e in epochs if committed(join(trial_dir, checkpoint_dir_name(e)))), reverse=True)
 
@@ -194,7 +189,6 @@ def good_checkpoint(trial_dir: str, epochs: list[int], notes: list[str]) -> Iter
     Each damaged checkpoint skipped, and a fresh start after them, is said on stderr and added to `notes`.
     """
     import ray.train
-
 
     def say(text: str) -> None:
         notes.append(text)
