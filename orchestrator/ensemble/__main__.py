@@ -101,8 +101,7 @@ def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes
     if result.offsets is not None:
         tracker.log_text(run_id, json.dumps(dict(zip(classes, map(float, result.offsets))), indent=2), RunFiles.F1_OFFSETS)
     if len(chosen) > 1:
-        flat = np.stack([m.oof.set_index("row_id").loc[result.rows].filter(like="prob_").to_numpy(np.float64).ravel()
-                         for m in chosen])
+        flat = np.stack([p.ravel() for p in result.oofs])
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
 

@@ -29,6 +29,7 @@ from orchestrator.ensemble.weights import SCORERS, Fit, fit_ensemble, inputs_for
 class EnsembleResult:
     chosen: list[Member]  # the top_k members by OOF score, best first
     scores: list[float]  # each chosen member's OOF score
+    oofs: list[np.ndarray]  # each chosen member's OOF probabilities on `rows`
     fit: Fit  # method, weights, the blended OOF, its score, every method tried
     rows: np.ndarray  # the OOF row ids every member predicted, in the order of y
     y: np.ndarray
@@ -65,8 +66,8 @@ def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> Ense
     order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
     fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations)
     on = cfg.f1_offsets == "on" or (cfg.f1_offsets == "auto" and metric == "val_f1")
-    return EnsembleResult([members[i] for i in order], [scores[i] for i in order], fit, rows, y, folds,
-                          tune(fit.oof, y, folds) if on else None)
+    return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit, rows,
+                          y, folds, tune(fit.oof, y, folds) if on else None)
 
 
 def served_probabilities(probs: list[np.ndarray], fit: Fit, offsets) -> np.ndarray:
