@@ -301,6 +301,23 @@ class EarlyStoppingConfig(Strict):
     """an improvement smaller than this does not count"""
 
 
+class CheckpointConfig(Strict):
+    """How often a trial writes checkpoints, and whether the training waits for the writes (train/checkpointer.py)."""
+
+    every: Literal["auto", "epoch", "sparse"] = "auto"
+    """epoch: a resumable checkpoint (weights + optimizer state) every epoch, so a crash loses at most the unfinished
+    epoch; sparse: resumable ones at the scheduler's rungs and at most every `minutes`, the weights alone of a new
+    best epoch between them (a crash loses up to `minutes`); auto: sparse from `sparse_from_params_m` parameters"""
+    minutes: float = Field(10.0, gt=0)
+    """sparse: the longest stretch between two resumable checkpoints"""
+    sparse_from_params_m: float = Field(50.0, gt=0)
+    """auto: models with at least this many million parameters checkpoint sparsely (convnext_base: 88)"""
+    background: bool = True
+    """copy the state into CPU buffers kept between epochs (the only part the training waits for) and write and
+    upload it in a background thread while the next epoch trains; false: write before the next epoch starts
+    (no buffers: the state's size less in memory)"""
+
+
 class TrainConfig(Strict):
     epochs: int = Field(10, ge=1)
     """epochs per trial (the scheduler or early stopping may end it sooner)"""
@@ -334,6 +351,8 @@ class TrainConfig(Strict):
     """augmentation strength rising over epochs"""
     progressive_resize: list[ResizeStage] = []
     """smaller images in early epochs (resized on the device)"""
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    """how often checkpoints are written, and in the background or not (not part of a trial's identity)"""
 
     def image_size_at(self, epoch: int, full: int) -> int:
         """The side the model sees in `epoch` (0-based): a progressive-resize stage's, else the data's."""
@@ -439,6 +458,15 @@ class TuneSchedulerConfig(Strict):
     """at each rung, 1 / reduction_factor of the trials go on"""
 
     _check_metric = field_validator("metric")(_in_registry(EpochReport.scores(), "scheduler metric"))
+
+    def rung_epochs(self, max_epochs: int) -> list[int]:
+        """Epochs at which configs are judged: grace * rf^k, below the last epoch (nothing to save there)."""
+        rungs, k = [], 0
+        while (epoch := round(self.grace_period * self.reduction_factor**k)) < max_epochs:
+            if epoch not in rungs:
+                rungs.append(epoch)
+            k += 1
+        return rungs
 
     @model_validator(mode="after")
     def _mode_matches_metric(self) -> TuneSchedulerConfig:

@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-# The two keys Ray's own components are told by name (both are fields of EpochReport):
+# The key Ray's own components are told by name (a field of EpochReport):
 TIME_ATTR = "epoch"  # what schedulers count: the trial's own epoch, so a resumed trial keeps its rungs
-RANK_ATTR = "checkpoint_rank"  # what Ray Train keeps the best checkpoint by
 SYSTEM_PREFIX = "system/"  # MLflow's prefix of system metrics
 
 
@@ -35,11 +34,12 @@ class EpochReport:
     lr: float = metric()
     epoch_time_s: float = metric()  # training + validation of this epoch
     images_per_s: float = metric()  # training images per second, summed over the trial's workers
-    # Which checkpoint is "best" is decided by the worker, once: Ray keeps the checkpoint with the
-    # highest rank (the latest new best) plus the latest, and the driver predicts from the same one.
-    checkpoint_rank: float = -1.0
+    checkpoint_s: float = metric()  # what this epoch's checkpoint held the training for (0: none written)
+    checkpoint_write_s: float = metric()  # the last committed checkpoint's write (serialise + upload), in the background
     trial_done: bool = False  # the trial ended by itself (all its epochs, or early stopping's patience)
-    best_epoch: int = 0  # the epoch of the best checkpoint so far
+    # The best epoch whose checkpoint is committed (train/checkpointer.py), decided by the worker once: the
+    # driver predicts from that checkpoint. The epoch of a new best is named once its write committed.
+    best_epoch: int = 0
     best_score: float | None = None  # the scheduler metric at best_epoch
     attempt: int = 0  # how many times the trial was retried from its checkpoint
     worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)

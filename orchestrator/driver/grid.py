@@ -167,7 +167,7 @@ class GridRun:
     def release(self) -> None:
         """Trials that ended in this run have their predictions and best weights in MLflow (the writer has drained)
         and the insight is done: their storage goes, or keeps only the best weights (`tracking.keep_weights`)."""
-        from orchestrator.train.session import release_ended  # torch: only a run that trained needs it
+        from orchestrator.train.checkpoint import release_ended  # torch: only a run that trained needs it
 
         keep, freed = self.grid.tracking.keep_weights, 0
         for record in self.book.records.values():

@@ -7,8 +7,10 @@ unpausing, to its end or pause) splits into
 
 - start-up: from the start to its first report, less that epoch's own time;
 - epochs: the epoch times the worker measured (train + validation), the useful part;
-- between epochs: the rest of the gaps between reports (checkpoints, reports, retries, and
-  the OOF + test predictions of a trial that ends by itself, made before its last report);
+- checkpoints: what the epochs' checkpoints held the training for (the worker measured it: a
+  copy into memory, the rest is written in the background; the last epoch's write whole);
+- between epochs: the rest of the gaps between reports (reports, retries, and the OOF + test
+  predictions of a trial that ends by itself, made before its last report);
 - shutdown: from its last report to Tune's end event.
 
 A stopped trial's prediction task holds a worker's CPUs (and GPU) while it runs,
@@ -21,6 +23,7 @@ but Tune's event loop waits for it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -33,18 +36,20 @@ class Stretch:
 
     key: str
     start: float
-    reports: list[tuple[float, float]] = field(default_factory=list)  # (arrival, the epoch's own seconds)
+    reports: list[tuple[float, float, float]] = field(default_factory=list)  # (arrival, epoch s, checkpoint s)
     end: float | None = None
 
     def parts(self, now: float) -> dict[str, float]:
         end = self.end if self.end is not None else now
         if not self.reports:
             return {"start-up": end - self.start}
-        (first, first_epoch), (last, _) = self.reports[0], self.reports[-1]
-        epochs = sum(seconds for _, seconds in self.reports)
-        return {"start-up": max(0.0, first - first_epoch - self.start),
+        (first, first_epoch, first_checkpoint), (last, _, _) = self.reports[0], self.reports[-1]
+        epochs = sum(seconds for _, seconds, _ in self.reports)
+        checkpoints = sum(held for _, _, held in self.reports)
+        return {"start-up": max(0.0, first - first_epoch - first_checkpoint - self.start),
                 "epochs": epochs,
-                "between epochs": max(0.0, last - first - (epochs - first_epoch)),
+                "checkpoints": checkpoints,
+                "between epochs": max(0.0, last - first - (epochs - first_epoch) - (checkpoints - first_checkpoint)),
                 "shutdown": max(0.0, end - last)}
 
 
@@ -81,7 +86,8 @@ class TimeSummary:
 _MEANING = {
     "epochs": "training + validation (the useful share)",
     "start-up": "trial start to its first report, less that epoch",
-    "between epochs": "checkpoints, reports, retries, a trial's own predictions",
+    "checkpoints": "training held for checkpoints (a memory copy; the last whole)",
+    "between epochs": "reports, retries, a trial's own predictions",
     "shutdown": "last report to Tune's end event",
     "predictions": "OOF + test tasks of stopped trials, while they run",
     "idle": "no trial in the slot: scheduling, waiting for resources, the tail",
@@ -102,9 +108,11 @@ class TimeAccount:
         self.open[key] = stretch = Stretch(key, self.clock())
         self.stretches.append(stretch)
 
-    def reported(self, key: str, epoch_seconds: float) -> None:
+    def reported(self, key: str, epoch_seconds: float, checkpoint_seconds: float = 0.0) -> None:
+        """An epoch's report arrived: the epoch took `epoch_seconds`, then its checkpoint held it `checkpoint_seconds`."""
         if key in self.open:
-            self.open[key].reports.append((self.clock(), epoch_seconds))
+            held = checkpoint_seconds if math.isfinite(checkpoint_seconds) else 0.0
+            self.open[key].reports.append((self.clock(), epoch_seconds, held))
 
     def left(self, key: str) -> None:
         """The trial ended, failed or was paused."""
@@ -133,7 +141,7 @@ class TimeAccount:
 
     def summary(self, slots: int) -> TimeSummary:
         now = self.clock()
-        seconds = dict.fromkeys(["epochs", "start-up", "between epochs", "shutdown", "predictions"], 0.0)
+        seconds = dict.fromkeys(["epochs", "start-up", "checkpoints", "between epochs", "shutdown", "predictions"], 0.0)
         for stretch in self.stretches:
             for part, value in stretch.parts(now).items():
                 seconds[part] += value

@@ -22,16 +22,6 @@ class Verdict(str, Enum):
     WAIT = "wait"  # this fold is at a rung its sibling folds have not reached yet
 
 
-def rung_epochs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
-    """Epochs at which configs are judged: grace * rf^k, below the last epoch (nothing to save there)."""
-    rungs, k = [], 0
-    while (epoch := round(grace_period * reduction_factor**k)) < max_epochs:
-        if epoch not in rungs:
-            rungs.append(epoch)
-        k += 1
-    return rungs
-
-
 @dataclass(frozen=True)
 class FoldSeed:
     """What an earlier run of one (config, fold) left: its per-epoch scores, and whether it ended."""

@@ -34,7 +34,7 @@ from orchestrator.render import render_table, short_value
 # settings that do not change what a trial learns: left out of its identity (tta is not in the skeleton at all);
 # root and test_root say where the data lies, its fingerprint what it is
 _NOT_IDENTITY = (("data", "folds", "use"), ("data", "loader_workers"), ("data", "cache"),
-                 ("data", "root"), ("data", "test_root"))
+                 ("data", "root"), ("data", "test_root"), ("train", "checkpoint"))
 
 
 @dataclass(frozen=True)

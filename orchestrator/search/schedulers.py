@@ -13,7 +13,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from orchestrator.config import FoldsConfig, GridConfig, TuneSchedulerConfig, trial_key
 from orchestrator.protocol import TIME_ATTR, EpochReport
-from orchestrator.search.fold_rungs import FoldRungs, FoldSeed, Verdict, rung_epochs
+from orchestrator.search.fold_rungs import FoldRungs, FoldSeed, Verdict
 
 Seeds = dict[tuple[str, int], FoldSeed]  # (config_id, fold) -> what an earlier run of it left
 
@@ -37,7 +37,7 @@ def _fifo(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) ->
 
 
 def _fold_asha(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
-    rungs = rung_epochs(cfg.grace_period, cfg.reduction_factor, epochs)
+    rungs = cfg.rung_epochs(epochs)
     return FoldASHA(cfg.metric, cfg.mode, rungs, cfg.reduction_factor, pausing=pausing, seeds=seeds)
 
 

@@ -101,7 +101,6 @@ def _trainer(trial: Any) -> Any:
     from ray.train.torch import TorchConfig, TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from orchestrator.protocol import RANK_ATTR
     from orchestrator.train.loop import train_worker
 
     res = trial.resources
@@ -120,9 +119,7 @@ def _trainer(trial: Any) -> Any:
             name=trial.trial_key,
             storage_path=trial.layout.trials,
             callbacks=[TuneReportCallback()],
-            # keeps the best checkpoint (for predictions) and the latest (to resume)
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=RANK_ATTR,
-                                                         checkpoint_score_order="max"),
+            # no checkpoint_config: the loop keeps its checkpoints itself (train/checkpointer.py)
             failure_config=ray.train.FailureConfig(max_failures=0),  # retried above, where NaN can be told apart
         ),
     )

@@ -101,18 +101,22 @@ def correlation_figure(names: list[str], correlation: np.ndarray):
 
 
 def timeline_figure(account):
-    """One row per trial: its start-up, each epoch, its prediction task, on the grid's clock (a TimeAccount)."""
+    """One row per trial: its start-up, each epoch and its checkpoint, its prediction task, on the grid's clock
+    (a TimeAccount)."""
     plt = _pyplot()
     keys = list(dict.fromkeys([s.key for s in account.stretches] + [k for k, _, _ in account.predictions]))
     row = {key: i for i, key in enumerate(keys)}
     figure, axis = plt.subplots(figsize=(10, 1.2 + 0.3 * len(keys)))
-    colors = {"start-up": "0.7", "epoch": "tab:green", "prediction": "tab:blue"}
+    colors = {"start-up": "0.7", "epoch": "tab:green", "checkpoint": "tab:orange", "prediction": "tab:blue"}
     for stretch in account.stretches:
         y, t0 = row[stretch.key], account.begin
-        first = stretch.reports[0][0] - stretch.reports[0][1] if stretch.reports else (stretch.end or account.clock())
+        first = stretch.reports[0][0] - sum(stretch.reports[0][1:]) if stretch.reports else (stretch.end or account.clock())
         axis.barh(y, first - stretch.start, left=stretch.start - t0, color=colors["start-up"], height=0.6)
-        for arrival, seconds in stretch.reports:
-            axis.barh(y, seconds, left=arrival - seconds - t0, color=colors["epoch"], height=0.6, edgecolor="white", linewidth=0.5)
+        for arrival, seconds, held in stretch.reports:
+            axis.barh(y, seconds, left=arrival - held - seconds - t0, color=colors["epoch"], height=0.6, edgecolor="white",
+                      linewidth=0.5)
+            if held > 0:
+                axis.barh(y, held, left=arrival - held - t0, color=colors["checkpoint"], height=0.6)
     for key, start, end in account.predictions:
         axis.barh(row[key], end - start, left=start - account.begin, color=colors["prediction"], height=0.6)
     axis.set_yticks(range(len(keys)), keys, fontsize=7)

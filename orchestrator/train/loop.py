@@ -1,8 +1,9 @@
 """The one training loop: what every Ray Train worker of a trial runs.
 
 Per epoch: train on the fold's training rows, evaluate on its validation rows,
-report the metrics with a checkpoint (rank 0 writes it). A restarted trial
-continues from its latest checkpoint, so a crash loses at most one epoch. Where
+keep a checkpoint (rank 0: train/checkpointer.py says when, and writes it in the
+background) and report the metrics. A restarted trial continues from its latest
+checkpoint, so a crash loses at most the epochs since it (one, by default). Where
 the loop runs (Ray Train workers, or the Tune trial's own process) is the
 `Session`'s business (train/session.py).
 """
@@ -23,7 +24,9 @@ import torch
 
 from orchestrator.config import TrialConfig
 from orchestrator.protocol import EpochReport
-from orchestrator.train.checkpoint import load_state, load_weights, save_checkpoint
+from orchestrator.train import checkpoint
+from orchestrator.train.checkpoint import load_state, load_weights
+from orchestrator.train.checkpointer import FULL, WEIGHTS, Checkpointer, CheckpointPolicy
 from orchestrator.train.heads import HEADS, head_scores
 from orchestrator.train.losses import create_loss
 from orchestrator.train.optim import create_lr_scheduler, create_optimizer
@@ -90,26 +93,30 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
     return best is None or (score > best if mode == "max" else score < best)
 
 
-def report(session: Session, epoch_report: EpochReport, model, parts: StepParts, progress: TrialState) -> None:
-    """Report one epoch (-> Tune -> the scheduler, MLflow); rank 0 attaches the checkpoint."""
-    if session.rank != 0:
-        session.report(epoch_report)
-        return
-    state = {**parts.state_dict(model), "next_epoch": progress.next_epoch, "best_score": progress.best_score,
-             "best_epoch": progress.best_epoch, "since_best": progress.since_best, "report": epoch_report.as_result()}
-    session.report(epoch_report, save=lambda folder: save_checkpoint(folder, weight_sets(model, parts)[0], state))
+def keep_checkpoint(keeper: Checkpointer, kind: str | None, wait: bool, epoch_report: EpochReport, model,
+                    parts: StepParts, progress: TrialState) -> float:
+    """Write this epoch's checkpoint of `kind` (None: none); returns the seconds the training was held."""
+    if kind is None:
+        return 0.0
+    weights = weight_sets(model, parts)[0].state_dict()
+    state = None if kind == WEIGHTS else {
+        **(parts.state_dict(model) if kind == FULL else {}),  # a final checkpoint is not trained on from
+        "next_epoch": progress.next_epoch, "best_score": progress.best_score, "best_epoch": progress.best_epoch,
+        "since_best": progress.since_best, "report": epoch_report.as_result()}
+    return keeper.save(kind, epoch_report.epoch, weights, state, (progress.best_epoch, progress.best_score), wait)
 
 
 def restore(session: Session, model, parts: StepParts) -> TrialState:
-    """Continue from the trial's latest checkpoint, if there is one."""
-    with session.restored() as folder:
+    """Continue from the trial's latest resumable checkpoint, if there is one."""
+    with checkpoint.restored(session.trial_dir, session.notes) as folder:
         if folder is None:
             return TrialState()
         state = load_state(folder)
         load_weights(folder, weight_sets(model, parts)[0])
-    parts.load_state_dict(model, state)
+    if "optimizer" in state:  # not in a trial's final checkpoint: it only replays
+        parts.load_state_dict(model, state)
     return TrialState(state["next_epoch"], state["best_score"], state["best_epoch"], state.get("since_best", 0),
-                    state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
+                      state.get("report") or state.get("metrics"))  # "metrics": checkpoints written before EpochReport
 
 
 def predict_own(trial: TrialConfig, setup: TrialSetup, evaluated: torch.nn.Module, progress: TrialState, device) -> bool:
@@ -147,8 +154,7 @@ def replay(session: Session, progress: TrialState, attempt: int, note: str = "")
     last = EpochReport.from_result(progress.last_report or {})
     if last is None:
         return False
-    session.report(dataclasses.replace(last, checkpoint_rank=-1.0, replay=True, attempt=attempt, worker_node=worker_node(),
-                                       restore_note=note))
+    session.report(dataclasses.replace(last, replay=True, attempt=attempt, worker_node=worker_node(), restore_note=note))
     return last.trial_done
 
 
@@ -202,30 +208,45 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     if replay(session, progress, trial.attempt, note):
         return
     note = "" if progress.last_report else note
-    for epoch in range(progress.next_epoch, cfg.epochs):
-        start = time.perf_counter()
-        # each epoch's randomness (shuffle order; augmentation without loader processes) is a function of the
-        # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
-        seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
-        setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
-        train_loss, seen = train_one_epoch(model, loader, parts, epoch)
-        train_time = time.perf_counter() - start
-        if not math.isfinite(train_loss):
-            raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-        scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize,
-                                    session.world, trial.model.heads)
-        if scheduler is not None:
-            scheduler.step(epoch + 1, scores[metric])
-        improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
-        done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
-        predicted = done and session.rank == 0 and predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
-        epoch_report = EpochReport(
-            epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
-            epoch_time_s=time.perf_counter() - start, images_per_s=seen * session.world / max(train_time, 1e-9),
-            checkpoint_rank=float(epoch + 1) if improved else -1.0, trial_done=done, best_epoch=progress.best_epoch,
-            best_score=progress.best_score, attempt=trial.attempt, worker_node=node, predicted=predicted,
-            system=sampler.take() if sampler is not None else {}, heads=per_head, restore_note=note)
-        note = ""
-        report(session, epoch_report, model, parts, progress)
-        if done:
-            return
+    policy = CheckpointPolicy.of(cfg.checkpoint, trial.scheduler, cfg.epochs, sum(p.numel() for p in setup.model.parameters()))
+    keeper = Checkpointer(session.trial_dir, cfg.checkpoint.background) if session.rank == 0 else None
+    if keeper is not None:
+        keeper.durable = (progress.best_epoch, progress.best_score)  # a restored best is committed
+    try:
+        for epoch in range(progress.next_epoch, cfg.epochs):
+            start = time.perf_counter()
+            # each epoch's randomness (shuffle order; augmentation without loader processes) is a function of the
+            # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
+            seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
+            setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
+            train_loss, seen = train_one_epoch(model, loader, parts, epoch)
+            train_time = time.perf_counter() - start
+            if not math.isfinite(train_loss):
+                raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
+            scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize,
+                                        session.world, trial.model.heads)
+            if scheduler is not None:
+                scheduler.step(epoch + 1, scores[metric])
+            improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+            done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
+            epoch_time = time.perf_counter() - start
+            if done and keeper is not None:
+                keeper.settle(block=True)  # the best epoch's checkpoint, which predictions may read
+            predicted = done and keeper is not None and predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
+            epoch_report = EpochReport(
+                epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
+                epoch_time_s=epoch_time, images_per_s=seen * session.world / max(train_time, 1e-9),
+                trial_done=done, best_epoch=progress.best_epoch, best_score=progress.best_score, attempt=trial.attempt,
+                worker_node=node, predicted=predicted, system=sampler.take() if sampler is not None else {},
+                heads=per_head, restore_note=note)
+            note = ""
+            if keeper is not None:
+                kind = policy.kind(epoch + 1, improved, done)
+                held = keep_checkpoint(keeper, kind, policy.waits(epoch + 1, kind), epoch_report, model, parts, progress)
+                epoch_report = keeper.report(epoch_report, held)
+            session.report(epoch_report)
+            if done:
+                return
+    finally:
+        if keeper is not None:
+            keeper.close()

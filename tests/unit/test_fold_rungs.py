@@ -1,6 +1,7 @@
 """Fold-aware successive halving: configs pass or stop as a whole, on fold means."""
 
-from orchestrator.search.fold_rungs import FoldRungs, Verdict, rung_epochs
+from orchestrator.config import TuneSchedulerConfig
+from orchestrator.search.fold_rungs import FoldRungs, Verdict
 
 
 def board(configs: dict[str, list[int]], rungs=(1, 3), rf=3.0, mode="max") -> FoldRungs:
@@ -11,12 +12,16 @@ def board(configs: dict[str, list[int]], rungs=(1, 3), rf=3.0, mode="max") -> Fo
     return b
 
 
+def rungs(grace_period, reduction_factor, max_epochs):
+    return TuneSchedulerConfig(grace_period=grace_period, reduction_factor=reduction_factor).rung_epochs(max_epochs)
+
+
 def test_rung_epochs_stop_below_the_last_epoch():
-    assert rung_epochs(1, 3, 9) == [1, 3]
-    assert rung_epochs(1, 2, 8) == [1, 2, 4]
-    assert rung_epochs(2, 3, 20) == [2, 6, 18]
-    assert rung_epochs(4, 3, 4) == []
-    assert rung_epochs(1, 1.5, 4) == [1, 2, 3]  # rounding never repeats a rung
+    assert rungs(1, 3, 9) == [1, 3]
+    assert rungs(1, 2, 8) == [1, 2, 4]
+    assert rungs(2, 3, 20) == [2, 6, 18]
+    assert rungs(4, 3, 4) == []
+    assert rungs(1, 1.5, 4) == [1, 2, 3]  # rounding never repeats a rung
 
 
 def test_a_fold_waits_until_its_siblings_reach_the_rung_then_all_share_the_verdict():

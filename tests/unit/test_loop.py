@@ -8,8 +8,9 @@ from orchestrator.config import parse_grid
 from orchestrator.data.prepare import prepare_data
 from orchestrator.protocol import EpochReport
 from orchestrator.search.plan import plan_trials
+from orchestrator.train.checkpoint import committed_epochs
 from orchestrator.train.loop import run_loop
-from orchestrator.train.session import InTrial, committed_epochs
+from orchestrator.train.session import InTrial
 
 
 class Interrupted(Exception):

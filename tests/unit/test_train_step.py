@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
 from orchestrator.config import TrainConfig
-from orchestrator.protocol import EpochReport
 from orchestrator.train.loop import TrialState
 from orchestrator.train.step import build_parts, train_one_epoch
 
@@ -136,74 +134,6 @@ def test_early_stopping_counts_epochs_without_improvement():
     assert progress.since_best == 1
 
 
-@pytest.mark.parametrize("evaluate_ema", [True, False])
-def test_checkpoint_round_trip_with_ema_stores_each_weight_set_once(tmp_path, evaluate_ema):
-    """report() -> restore() brings back raw and EMA weights; model.pt is the evaluated set, stored once."""
-    from orchestrator.train import loop
-    from orchestrator.train.checkpoint import STATE_FILE
-    from orchestrator.train.session import InTrial
-
-    session = InTrial(str(tmp_path / "trial"), send=lambda result: None)
-    x, y = data()
-    cfg = TrainConfig(ema={"decay": 0.9, "warmup": False, "evaluate": evaluate_ema})
-    model, parts = run(cfg, batches(x, y, 8))
-    loop.report(session, EpochReport(epoch=1, best_epoch=1), model, parts, TrialState(next_epoch=1))
-    state = torch.load(tmp_path / "trial" / "epoch_0001" / STATE_FILE, weights_only=True)
-    assert set(state) >= {"other_weights"} and not {"raw_model", "ema"} & set(state)
-
-    fresh = Tiny()
-    _, fresh_parts = run(cfg, [], model=fresh)  # no batches: untrained weights, same parts
-    progress = loop.restore(session, fresh, fresh_parts)
-    assert progress.next_epoch == 1
-    assert torch.equal(flat(fresh), flat(model)) and torch.equal(flat(fresh_parts.ema.module), flat(parts.ema.module))
-
-
-def test_local_mode_keeps_the_best_and_the_latest_two_checkpoints_and_restores_the_latest(tmp_path):
-    """The best and the latest two (a damaged latest falls back one epoch); results go out after the commit."""
-    from orchestrator.train.session import InTrial
-
-    sent, folder = [], tmp_path / "trial"
-    session = InTrial(str(folder), send=lambda result: sent.append((result["epoch"], sorted(p.name for p in folder.iterdir()))))
-
-    def save(epoch):
-        return lambda into: (Path(into) / "epoch.txt").write_text(str(epoch))
-
-    for epoch, best in [(1, 1), (2, 2), (3, 2), (4, 2), (5, 5)]:
-        session.report(EpochReport(epoch=epoch, best_epoch=best), save(epoch))
-    assert sent[2] == (3, ["epoch_0002", "epoch_0003"])  # the result is sent once its checkpoint is committed
-    assert sent[3] == (4, ["epoch_0002", "epoch_0003", "epoch_0004"])
-    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0004", "epoch_0005"]
-    assert (folder / "epoch_0005" / "MANIFEST.json").is_file()
-    (folder / "epoch_0009").mkdir()  # a commit cut short (no manifest) is never restored
-    (folder / "epoch_0009" / "epoch.txt").write_text("9")
-    with session.restored() as restored:
-        assert (restored / "epoch.txt").read_text() == "5"
-    assert session.notes == []
-    with InTrial(str(tmp_path / "none"), send=sent.append).restored() as nothing:
-        assert nothing is None
-
-
-def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before_and_none_good_starts_afresh(tmp_path):
-    from orchestrator.train.session import InTrial
-
-    folder = tmp_path / "trial"
-    session = InTrial(str(folder), send=lambda result: None)
-    for epoch in (1, 2, 3):
-        session.report(EpochReport(epoch=epoch, best_epoch=1), lambda into, e=epoch: (Path(into) / "w.txt").write_text(f"w{e}" * 100))
-    (folder / "epoch_0003" / "w.txt").write_text("w3")  # truncated, as by a node lost mid-write
-    with session.restored() as restored:
-        assert (restored / "w.txt").read_text() == "w2" * 100
-    assert session.notes == ["checkpoint epoch_0003 is damaged (w.txt has 2 bytes, its manifest says 200), skipped",
-                             "continues from checkpoint epoch_0002"]
-    (folder / "epoch_0002" / "w.txt").write_text("x2" * 100)  # same size, other bytes
-    (folder / "epoch_0001" / "w.txt").unlink()
-    again = InTrial(str(folder), send=lambda result: None)
-    with again.restored() as restored:
-        assert restored is None
-    assert again.notes[1] == "checkpoint epoch_0002 is damaged (w.txt does not match its checksum), skipped"
-    assert again.notes[-1].startswith("no good checkpoint is left: starts afresh from epoch 1")
-
-
 def test_progressive_resizing_trains_at_each_stages_size_and_ends_at_full_size():
     cfg = TrainConfig(progressive_resize=[{"epochs": [0, 2], "image_size": 8}, {"epochs": [2, 3], "image_size": 12}])
     model, sizes = Tiny(), []
@@ -228,24 +158,3 @@ def test_progressive_resizing_is_checked_against_the_data_size():
     grid["train"]["progressive_resize"] = [{"epochs": [0, 3], "image_size": 16}, {"epochs": [2, 4], "image_size": 24}]
     with pytest.raises(InputError, match="stages overlap"):
         parse_grid(grid)
-
-
-def test_an_ended_trial_keeps_at_most_its_best_weights_without_optimizer_state(tmp_path):
-    from orchestrator.storage import verify
-    from orchestrator.train.session import InTrial, keep_only_best, release_ended
-
-    folder = tmp_path / "trial"
-    session = InTrial(str(folder), send=lambda result: None)
-
-    def save(into):
-        (Path(into) / "model.pt").write_bytes(b"w" * 100)
-        (Path(into) / "train_state.pt").write_bytes(b"s" * 200)
-
-    for epoch in (1, 2, 3):
-        session.report(EpochReport(epoch=epoch, best_epoch=2), save)
-    freed = keep_only_best(str(folder), 2)
-    assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002"]
-    assert sorted(p.name for p in (folder / "epoch_0002").iterdir()) == ["MANIFEST.json", "model.pt"]
-    assert verify(folder / "epoch_0002") is None and freed > 2 * 300
-    assert release_ended(str(folder), 2, keep_weights=True) == 0  # (already so)
-    assert release_ended(str(folder), 2, keep_weights=False) > 100 and not folder.exists()  # MLflow holds the weights

@@ -1,0 +1,156 @@
+"""When a trial writes a checkpoint, and writing it off the training path (rank 0 only).
+
+Which epochs write (`CheckpointPolicy`, the grid's `train.checkpoint`):
+
+- full: weights + training state (optimizer, schedule, EMA, scaler): a resume point. Every epoch in `epoch`
+  mode; in `sparse` mode at the scheduler's rungs and when `minutes` passed since the last one;
+- final: the trial's last epoch: weights + its bookkeeping, no optimizer state (nothing trains on from it);
+- weights: a new best epoch between resume points (sparse mode): its weights alone, for predictions.
+
+How (`Checkpointer`): the state is copied into CPU buffers kept from one checkpoint to the next (a memory copy:
+the only part the training waits for), then one background thread serialises it to node-local disk and
+commits it to the trial's folder (storage.commit_dir) while the next epoch trains. One write is in flight at
+a time: the next checkpoint waits for it. A write is durable once committed, and only then counts:
+
+- the reports tell the driver the best *committed* epoch (`durable`), so a trial the scheduler stops while
+  a write is in flight is predicted from its last committed best, never from a folder that is not there;
+- a restart reads committed folders only (a write cut short by a kill is as if never made);
+- writes the scheduler may act on at once are waited for before the report: fold_asha's rungs (a trial may
+  pause there and restart from that checkpoint) and the last epoch (the driver reads its weights).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orchestrator.config import CheckpointConfig, TuneSchedulerConfig
+from orchestrator.layout import checkpoint_dir_name
+from orchestrator.protocol import EpochReport
+from orchestrator.storage import commit_dir, join
+from orchestrator.train.checkpoint import MODEL_FILE, STATE_FILE, prune
+
+FULL, FINAL, WEIGHTS = "full", "final", "weights"
+
+
+@dataclass
+class CheckpointPolicy:
+    """Which kind of checkpoint an epoch writes, if any."""
+
+    sparse: bool
+    minutes: float
+    rungs: frozenset[int]  # fold_asha's rung epochs (1-based): a trial may pause there and restart from them
+    clock: Callable[[], float] = time.monotonic
+    last_full: float | None = None  # when the last resumable checkpoint was written (or the trial (re)started)
+
+    def __post_init__(self) -> None:
+        if self.last_full is None:
+            self.last_full = self.clock()
+
+    @classmethod
+    def of(cls, cfg: CheckpointConfig, scheduler: TuneSchedulerConfig, epochs: int, parameters: int) -> CheckpointPolicy:
+        """(ASHA's rungs need no checkpoint: a trial stopped there never trains on.)"""
+        sparse = cfg.every == "sparse" or (cfg.every == "auto" and parameters >= cfg.sparse_from_params_m * 1e6)
+        rungs = scheduler.rung_epochs(epochs) if scheduler.kind == "fold_asha" else []
+        return cls(sparse, cfg.minutes, frozenset(rungs))
+
+    def kind(self, epoch: int, improved: bool, done: bool) -> str | None:
+        """The checkpoint epoch `epoch` (1-based) writes: FULL, FINAL, WEIGHTS or None."""
+        now = self.clock()
+        if done:
+            return FINAL
+        if not self.sparse or epoch in self.rungs or now - self.last_full >= self.minutes * 60:
+            self.last_full = now
+            return FULL
+        return WEIGHTS if improved else None
+
+    def waits(self, epoch: int, kind: str | None) -> bool:
+        """Whether the report of `epoch` waits for its write to commit: the last, and a rung's (a pause there
+        restarts from it)."""
+        return kind == FINAL or (kind == FULL and epoch in self.rungs)
+
+
+class Checkpointer:
+    """Writes a trial's checkpoints to `trial_dir`, in a background thread unless `background` is false."""
+
+    def __init__(self, trial_dir: str, background: bool = True) -> None:
+        self.trial_dir = trial_dir
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint") if background else None
+        self._pending: Future | None = None
+        self._buffers: dict[str, torch.Tensor] = {}
+        self.durable: tuple[int, float | None] = (0, None)  # (best epoch, its score) as of the last commit
+        self.write_s = math.nan  # the last committed write's seconds (serialise + commit)
+
+    def save(self, kind: str, epoch: int, weights: dict[str, Any], state: dict[str, Any] | None,
+             best: tuple[int, float | None], wait: bool = False) -> float:
+        """Write checkpoint `epoch` (`state` None: weights alone); returns the seconds the caller was held.
+
+        `best`: (best epoch, score) including this one, durable once this write commits. `wait`: return once
+        it is committed. The tensors are copied before this returns, so training may change them at once.
+        """
+        start = time.perf_counter()
+        self.settle(block=True)  # the buffers are free again, and an earlier write's error surfaces here
+        if self._pool is None:
+            self._write(epoch, weights, state, best)
+        else:
+            snapshot = _copy_into(self._buffers, "w", weights), _copy_into(self._buffers, "s", state)
+            self._pending = self._pool.submit(self._write, epoch, *snapshot, best)
+            if wait:
+                self.settle(block=True)
+        return time.perf_counter() - start
+
+    def settle(self, block: bool = False) -> None:
+        """Take in a finished background write (or wait for it: `block`); its error is raised here."""
+        if self._pending is not None and (block or self._pending.done()):
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def report(self, report: EpochReport, held_s: float) -> EpochReport:
+        """`report` as the driver may act on it: the best committed epoch, and this epoch's checkpoint seconds."""
+        self.settle()
+        return dataclasses.replace(report, best_epoch=self.durable[0], best_score=self.durable[1],
+                                   checkpoint_s=held_s, checkpoint_write_s=self.write_s)
+
+    def close(self) -> None:
+        """Wait for the write in flight (a retry after an error restarts from it) and stop the thread."""
+        try:
+            self.settle(block=True)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+    def _write(self, epoch: int, weights: dict[str, Any], state: dict[str, Any] | None,
+               best: tuple[int, float | None]) -> None:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="checkpoint-") as folder:  # node-local disk, then the trial's folder
+            torch.save(weights, Path(folder) / MODEL_FILE)
+            if state is not None:
+                torch.save(state, Path(folder) / STATE_FILE)
+            commit_dir(folder, join(self.trial_dir, checkpoint_dir_name(epoch)))
+        prune(self.trial_dir, best[0])
+        self.durable, self.write_s = best, time.perf_counter() - start
+
+
+def _copy_into(buffers: dict[str, torch.Tensor], path: str, value: Any) -> Any:
+    """`value` (a nest of dicts, lists and tensors) with each tensor copied into `buffers[path]` on the CPU,
+    allocated once (pinned memory for CUDA tensors: a fast copy) and reused while shape and dtype stay."""
+    if isinstance(value, torch.Tensor):
+        held = buffers.get(path)
+        if held is None or held.shape != value.shape or held.dtype != value.dtype:
+            held = buffers[path] = torch.empty(value.shape, dtype=value.dtype, pin_memory=value.is_cuda)
+        return held.copy_(value.detach())
+    if isinstance(value, dict):
+        return {k: _copy_into(buffers, f"{path}/{k}", v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_copy_into(buffers, f"{path}/{i}", v) for i, v in enumerate(value))
+    return copy.deepcopy(value)
