@@ -69,7 +69,7 @@ def run_setting(name: str, overrides: dict, args, root: Path, device: torch.devi
     for epoch in range(cfg.epochs):
         torch.cuda.synchronize() if device.type == "cuda" else None
         start = time.perf_counter()
-        loss, seen = train_one_epoch(model, train, parts, epoch)
+        loss, seen, _ = train_one_epoch(model, train, parts, epoch)
         torch.cuda.synchronize() if device.type == "cuda" else None
         rates.append(seen / (time.perf_counter() - start))
         assert np.isfinite(loss), f"{name}: loss {loss}"

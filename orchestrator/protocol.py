@@ -9,6 +9,7 @@ view read it back with `EpochReport.from_result`. A new metric is one field here
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -34,6 +35,7 @@ class EpochReport:
     lr: float = metric()
     epoch_time_s: float = metric()  # training + validation of this epoch
     images_per_s: float = metric()  # training images per second, summed over the trial's workers
+    data_wait_s: float = metric()  # of the training time, the rank-0 worker's wait for batches (the rest: the steps)
     checkpoint_s: float = metric()  # what this epoch's checkpoint held the training for (0: none written)
     checkpoint_write_s: float = metric()  # the last committed checkpoint's write (serialise + upload), in the background
     trial_done: bool = False  # the trial ended by itself (all its epochs, or early stopping's patience)
@@ -61,8 +63,9 @@ class EpochReport:
         return {f.name: f.metadata["better"] for f in dataclasses.fields(cls) if f.metadata.get("better")}
 
     def metrics(self) -> dict[str, float]:
-        """The per-epoch metrics (what MLflow logs), without bookkeeping."""
-        return {name: getattr(self, name) for name in self.metric_names()}
+        """The per-epoch metrics (what MLflow logs), without bookkeeping; one not measured in this epoch (NaN: no
+        checkpoint write committed yet, a report from before the field existed) is left out."""
+        return {name: value for name in self.metric_names() if not math.isnan(value := getattr(self, name))}
 
     def system_metrics(self) -> dict[str, float]:
         """The system samples under MLflow's own names (`system/...`: the run's System metrics tab)."""

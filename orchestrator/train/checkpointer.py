@@ -37,7 +37,7 @@ import torch
 from orchestrator.config import CheckpointConfig, TuneSchedulerConfig
 from orchestrator.layout import checkpoint_dir_name
 from orchestrator.protocol import EpochReport
-from orchestrator.storage import commit_dir, join
+from orchestrator.storage import commit_dir, is_uri, join, remove_tree, write_manifest
 from orchestrator.train.checkpoint import MODEL_FILE, STATE_FILE, prune
 
 FULL, FINAL, WEIGHTS = "full", "final", "weights"
@@ -132,13 +132,24 @@ class Checkpointer:
     def _write(self, epoch: int, weights: dict[str, Any], state: dict[str, Any] | None,
                best: tuple[int, float | None]) -> None:
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="checkpoint-") as folder:  # node-local disk, then the trial's folder
-            torch.save(weights, Path(folder) / MODEL_FILE)
-            if state is not None:
-                torch.save(state, Path(folder) / STATE_FILE)
-            commit_dir(folder, join(self.trial_dir, checkpoint_dir_name(epoch)))
+        dest = join(self.trial_dir, checkpoint_dir_name(epoch))
+        if is_uri(dest):
+            with tempfile.TemporaryDirectory(prefix="checkpoint-") as folder:  # node-local disk, then the bucket
+                _save(Path(folder), weights, state)
+                commit_dir(folder, dest)
+        else:  # a local or NFS folder: written in place (one write, not two), committed by its manifest, written last
+            remove_tree(dest)  # a retried epoch's uncommitted leftovers
+            Path(dest).mkdir(parents=True)
+            _save(Path(dest), weights, state)
+            write_manifest(dest)
         prune(self.trial_dir, best[0])
         self.durable, self.write_s = best, time.perf_counter() - start
+
+
+def _save(folder: Path, weights: dict[str, Any], state: dict[str, Any] | None) -> None:
+    torch.save(weights, folder / MODEL_FILE)
+    if state is not None:
+        torch.save(state, folder / STATE_FILE)
 
 
 def _copy_into(buffers: dict[str, torch.Tensor], path: str, value: Any) -> Any:

@@ -219,7 +219,7 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
             seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
             setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
-            train_loss, seen = train_one_epoch(model, loader, parts, epoch)
+            train_loss, seen, waited = train_one_epoch(model, loader, parts, epoch)
             train_time = time.perf_counter() - start
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
@@ -235,7 +235,7 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             predicted = done and keeper is not None and predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
             epoch_report = EpochReport(
                 epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
-                epoch_time_s=epoch_time, images_per_s=seen * session.world / max(train_time, 1e-9),
+                epoch_time_s=epoch_time, images_per_s=seen * session.world / max(train_time, 1e-9), data_wait_s=waited,
                 trial_done=done, best_epoch=progress.best_epoch, best_score=progress.best_score, attempt=trial.attempt,
                 worker_node=node, predicted=predicted, system=sampler.take() if sampler is not None else {},
                 heads=per_head, restore_note=note)

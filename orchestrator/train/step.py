@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,16 +134,20 @@ def optimizer_step(model: torch.nn.Module, parts: StepParts, epoch: int) -> None
     parts.optimizer.zero_grad(set_to_none=True)
 
 
-def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int) -> tuple[float, int]:
-    """Mean training loss over this worker's batches, and the number of images it saw."""
+def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int) -> tuple[float, int, float]:
+    """Mean training loss over this worker's batches, the number of images it saw, and the seconds it waited for
+    batches (the loader's share: the rest is the step, which `loss.item()` waits for on a GPU too)."""
     model.train()
     if hasattr(loader, "sampler") and hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)  # reshuffle DDP shards every epoch
     if parts.mixup is not None:
         parts.mixup.mixup_enabled = parts.mix_off_epoch is None or epoch < parts.mix_off_epoch
-    total, seen, batches = 0.0, 0, len(loader)
+    total, seen, batches, waited = 0.0, 0, len(loader), 0.0
     updates = epoch * updates_per_epoch(batches, parts.accumulate)
-    for index, (images, targets) in enumerate(loader):
+    asked = time.perf_counter()
+    stream = iter(loader)  # (its worker processes start here: waited for too)
+    for index, (images, targets) in enumerate(stream):
+        waited += time.perf_counter() - asked
         images, targets = images.to(parts.device, non_blocking=True), targets.to(parts.device, non_blocking=True)
         if parts.normalize is not None:
             images = parts.normalize(images)
@@ -168,4 +173,5 @@ def train_one_epoch(model: torch.nn.Module, loader, parts: StepParts, epoch: int
                 parts.ema.update(unwrap(model), step=updates)
         total += loss.item() * len(images)
         seen += len(images)
-    return total / max(seen, 1), seen
+        asked = time.perf_counter()
+    return total / max(seen, 1), seen, waited

@@ -114,7 +114,7 @@ def test_storage_paths_are_formatted_in_one_module():
 def test_report_keys_and_statuses_are_defined_once():
     """Keys only the report has (val_acc and the like are also what a grid's scheduler.metric says; "lr" and
     "best_epoch" are also an optimizer's and a checkpoint state's keys)."""
-    keys = r'"(train_loss|epoch_time_s|images_per_s|checkpoint_s|checkpoint_write_s|trial_done|worker_node|replay)"'
+    keys = r'"(train_loss|epoch_time_s|images_per_s|data_wait_s|checkpoint_s|checkpoint_write_s|trial_done|worker_node|replay)"'
     assert set(_definitions(keys)) <= {"orchestrator/protocol.py"}
     statuses = r'"(PENDING|RUNNING|PAUSED|FINISHED|KILLED|FAILED|INTERRUPTED|ABANDONED)"'
     assert set(_definitions(statuses)) <= {"orchestrator/protocol.py"}
