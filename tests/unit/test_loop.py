@@ -8,7 +8,7 @@ from orchestrator.config import parse_grid
 from orchestrator.data.prepare import prepare_data
 from orchestrator.protocol import EpochReport
 from orchestrator.search.plan import plan_trials
-from orchestrator.train.checkpoint import committed_epochs
+from orchestrator.train.checkpoint import committed_epochs, resumable
 from orchestrator.train.loop import run_loop
 from orchestrator.train.session import InTrial
 
@@ -47,9 +47,27 @@ def test_an_interrupted_trial_resumes_to_the_scores_of_an_uninterrupted_one(mini
     trial = a_trial(minimal_grid, tmp_path / "b", **train)
     with pytest.raises(Interrupted):
         run(trial, stop_after=2)
-    assert committed_epochs(trial.layout.trial_dir(trial.trial_key))[0] == 2  # the reported epoch was saved first
+    # the epoch's write was in flight when the report went out; the loop's exit waited for it
+    assert committed_epochs(trial.layout.trial_dir(trial.trial_key))[0] == 2
     resumed = run(trial)
     assert [(r.epoch, r.replay) for r in resumed] == [(2, True), (3, False)]  # epoch 2 replayed for the driver
     for key in ("train_loss", "val_loss", "val_acc"):
         assert getattr(resumed[-1], key) == pytest.approx(getattr(straight[-1], key), rel=1e-5), key
     assert resumed[-1].best_epoch == straight[-1].best_epoch
+
+
+def test_sparse_checkpoints_resume_from_the_last_resumable_one_and_keep_each_best_s_weights(minimal_grid, tmp_path):
+    """Between resume points only a new best's weights are written: a kill goes back to the last resume point
+    (here none: a fresh start) and the trial still ends as an uninterrupted one would."""
+    sparse = {"checkpoint": {"every": "sparse", "minutes": 60}}
+    straight = run(a_trial(minimal_grid, tmp_path / "a", epochs=4, **sparse))
+    trial = a_trial(minimal_grid, tmp_path / "b", epochs=4, **sparse)
+    folder = trial.layout.trial_dir(trial.trial_key)
+    with pytest.raises(Interrupted):
+        run(trial, stop_after=3)
+    [kept] = committed_epochs(folder)  # the best of epochs 1-3, its weights alone
+    assert straight[kept - 1].val_acc == max(r.val_acc for r in straight[:3]) and not resumable(folder, kept)
+    resumed = run(trial)
+    assert [(r.epoch, r.replay) for r in resumed] == [(1, False), (2, False), (3, False), (4, False)]
+    assert resumed[-1].val_acc == pytest.approx(straight[-1].val_acc, rel=1e-5)
+    assert resumable(folder, 4) and resumed[-1].best_epoch == straight[-1].best_epoch
