@@ -76,11 +76,11 @@ def resumable(trial_dir: str, epoch: int) -> bool:
     return exists(join(trial_dir, checkpoint_dir_name(epoch), STATE_FILE))
 
 
-def prune(trial_dir: str, best_epoch: int) -> None:
-    """Keep the best epoch's checkpoint and the latest KEEP_LATEST resumable ones; remove the others."""
+def prune(trial_dir: str, best_epochs: set[int]) -> None:
+    """Keep the best epochs' checkpoints and the latest KEEP_LATEST resumable ones; remove the others."""
     epochs = committed_epochs(trial_dir)
     latest = [e for e in epochs if resumable(trial_dir, e)][:KEEP_LATEST]
-    for stale in set(epochs) - set(latest) - {best_epoch}:
+    for stale in set(epochs) - set(latest) - best_epochs:
         remove_tree(join(trial_dir, checkpoint_dir_name(stale)))
 
 

@@ -146,7 +146,9 @@ class Checkpointer:
             Path(dest).mkdir(parents=True)
             _save(Path(dest), weights, state)
             write_manifest(dest)
-        prune(self.trial_dir, best[0])
+        # the best so far, and the best the driver was last told of: a trial stopped at that report is predicted
+        # from it, while this write may still commit (its process lingers a moment after the stop)
+        prune(self.trial_dir, {best[0], self.durable[0]})
         self.durable, self.write_s = best, time.perf_counter() - start
 
 

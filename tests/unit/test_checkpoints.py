@@ -102,13 +102,16 @@ def test_the_best_and_the_latest_two_resumable_checkpoints_are_kept_and_weights_
     keeper = Checkpointer(str(folder), background=False)
     for epoch, kind, best in [(1, FULL, 1), (2, FULL, 2), (3, FULL, 2), (4, WEIGHTS, 4), (5, FULL, 4), (6, WEIGHTS, 6)]:
         keeper.save(kind, epoch, weights(epoch), None if kind == WEIGHTS else {"next_epoch": epoch}, best=(best, 0.0))
-    assert names(folder) == ["epoch_0003", "epoch_0005", "epoch_0006"]  # the latest two resumable + the best
+    # the latest two resumable, the best, and the best before it (the last one a report named)
+    assert names(folder) == ["epoch_0003", "epoch_0004", "epoch_0005", "epoch_0006"]
+    keeper.save(FULL, 7, weights(7), {"next_epoch": 7}, best=(6, 0.0))
+    assert names(folder) == ["epoch_0005", "epoch_0006", "epoch_0007"]
     assert names(folder / "epoch_0006") == ["MANIFEST.json", MODEL_FILE]
     (folder / "epoch_0009").mkdir()  # a commit cut short (no manifest) is never restored
     (folder / "epoch_0009" / STATE_FILE).write_text("9")
     notes: list[str] = []
     with checkpoint.restored(str(folder), notes) as restored:
-        assert torch.load(restored / STATE_FILE, weights_only=True) == {"next_epoch": 5}
+        assert torch.load(restored / STATE_FILE, weights_only=True) == {"next_epoch": 7}
     assert notes == []
     with checkpoint.restored(str(tmp_path / "none"), notes) as nothing:
         assert nothing is None
