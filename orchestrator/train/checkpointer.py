@@ -67,12 +67,18 @@ class CheckpointPolicy:
         rungs = scheduler.rung_epochs(epochs) if scheduler.kind == "fold_asha" else []
         return cls(sparse, cfg.minutes, frozenset(rungs))
 
-    def kind(self, epoch: int, improved: bool, done: bool) -> str | None:
-        """The checkpoint epoch `epoch` (1-based) writes: FULL, FINAL, WEIGHTS or None."""
+    def kind(self, epoch: int, improved: bool, done: bool, busy: bool = False) -> str | None:
+        """The checkpoint epoch `epoch` (1-based) writes: FULL, FINAL, WEIGHTS or None.
+
+        `busy`: the previous write is still in flight. In sparse mode a resume point that is due then waits for
+        the next epoch rather than hold the training, unless the epoch must be kept: a rung's, or a new best
+        (its weights are what predictions use). Every-epoch mode waits for the write: it promises that a crash
+        loses at most the epoch in progress.
+        """
         now = self.clock()
         if done:
             return FINAL
-        if not self.sparse or epoch in self.rungs or now - self.last_full >= self.minutes * 60:
+        if not self.sparse or epoch in self.rungs or (now - self.last_full >= self.minutes * 60 and (improved or not busy)):
             self.last_full = now
             return FULL
         return WEIGHTS if improved else None
@@ -112,6 +118,10 @@ class Checkpointer:
             if wait:
                 self.settle(block=True)
         return time.perf_counter() - start
+
+    def busy(self) -> bool:
+        """Whether a write is in flight."""
+        return self._pending is not None and not self._pending.done()
 
     def settle(self, block: bool = False) -> None:
         """Take in a finished background write (or wait for it: `block`); its error is raised here."""

@@ -241,7 +241,7 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
                 heads=per_head, restore_note=note)
             note = ""
             if keeper is not None:
-                kind = policy.kind(epoch + 1, improved, done)
+                kind = policy.kind(epoch + 1, improved, done, keeper.busy())
                 held = keep_checkpoint(keeper, kind, policy.waits(epoch + 1, kind), epoch_report, model, parts, progress)
                 epoch_report = keeper.report(epoch_report, held)
             session.report(epoch_report)

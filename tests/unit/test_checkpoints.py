@@ -44,7 +44,7 @@ def test_sparse_checkpoints_at_rungs_and_every_n_minutes_and_keeps_each_new_best
     clock = Clock()
     scheduler = TuneSchedulerConfig(kind="fold_asha", grace_period=1, reduction_factor=3)  # rungs 1, 3 of 12
     policy = CheckpointPolicy.of(CheckpointConfig(every="sparse", minutes=10), scheduler, epochs=12, parameters=1)
-    policy.clock = clock
+    policy.clock, policy.last_full = clock, 0.0
     kinds = []
     for epoch, improved in [(1, True), (2, True), (3, False), (4, False), (5, True), (6, False), (7, False)]:
         clock.now += 240  # 4-minute epochs
@@ -52,6 +52,21 @@ def test_sparse_checkpoints_at_rungs_and_every_n_minutes_and_keeps_each_new_best
     # rung 1, a new best, rung 3, nothing, a best, 10 minutes after rung 3, nothing
     assert kinds == [FULL, WEIGHTS, FULL, None, WEIGHTS, FULL, None]
     assert policy.waits(3, FULL) and not policy.waits(6, FULL) and not policy.waits(2, WEIGHTS)
+
+
+def test_a_due_sparse_resume_point_waits_while_a_write_is_in_flight_unless_the_epoch_must_be_kept():
+    clock = Clock()
+    policy = CheckpointPolicy.of(CheckpointConfig(every="sparse", minutes=1), TuneSchedulerConfig(kind="fold_asha"), 10, 1)
+    policy.clock, policy.last_full = clock, 0.0
+    clock.now = 120
+    assert policy.kind(2, improved=False, done=False, busy=True) is None  # due, but the next epoch tries again
+    assert policy.kind(4, improved=True, done=False, busy=True) == FULL  # a new best is kept whole when due
+    clock.now = 240
+    assert policy.kind(5, improved=False, done=False, busy=False) == FULL
+    assert policy.kind(9, improved=False, done=False, busy=True) == FULL  # a rung (1, 3, 9 of 10)
+    assert policy.kind(10, improved=False, done=True, busy=True) == FINAL
+    every = CheckpointPolicy.of(CheckpointConfig(every="epoch"), TuneSchedulerConfig(), 10, 1)
+    assert every.kind(2, improved=False, done=False, busy=True) == FULL  # waits: at most one epoch lost
 
 
 def test_auto_is_sparse_for_large_models_only():
