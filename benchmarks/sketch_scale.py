@@ -96,8 +96,8 @@ def write_dataset(root: Path, workers: int) -> float:
     names = [f.stem for f in files]
     rng = np.random.default_rng(0)
     train_rows, test_rows, jobs = [], [], []
-    for target in range(CLASSES):
-        base, look = target % 10, target // 10
+    for target in range(CLASSES):  # class names sort as the targets do (the sketch_csv contract)
+        base, look = divmod(target, CLASSES // 10)
         drawings = base * 1000 + rng.choice(1000, TRAIN_PER_CLASS + TEST_PER_CLASS, replace=False)
         name = f"{names[base]}_{look:02d}"
         for i, drawing in enumerate(drawings):
@@ -143,35 +143,43 @@ def grid(root: Path, model: str, epochs: int) -> dict:
 
 
 class PeakMemory:
-    """Peak RSS of one process (the driver) and of the largest Ray worker process, sampled every 0.5 s."""
+    """Peak memory of one process (the driver) and of the largest Ray worker process, sampled every 0.5 s: RSS,
+    and USS (its private pages: RSS counts the image cache's shared, file-backed mapping in every trial)."""
 
     def __init__(self, pid: int):
         import psutil
 
-        self.process, self.driver, self.worker = psutil.Process(pid), 0, 0
+        self.process = psutil.Process(pid)
+        self.peaks = {"driver rss": 0, "driver uss": 0, "worker rss": 0, "worker uss": 0}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
+
+    def _take(self, who: str, process) -> None:
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            memory = process.memory_full_info()
+            self.peaks[f"{who} rss"] = max(self.peaks[f"{who} rss"], memory.rss)
+            self.peaks[f"{who} uss"] = max(self.peaks[f"{who} uss"], memory.uss)
 
     def _sample(self) -> None:
         import psutil
 
         while not self.stop.wait(0.5):
-            with contextlib.suppress(psutil.Error):
-                self.driver = max(self.driver, self.process.memory_info().rss)
-            for proc in psutil.process_iter(["cmdline", "memory_info"]):
-                cmd = " ".join(proc.info["cmdline"] or [])
-                if cmd.startswith("ray::") and proc.info["memory_info"] is not None:
-                    self.worker = max(self.worker, proc.info["memory_info"].rss)
+            self._take("driver", self.process)
+            for proc in psutil.process_iter(["cmdline"]):
+                if " ".join(proc.info["cmdline"] or []).startswith("ray::"):
+                    self._take("worker", proc)
 
-    def close(self) -> tuple[int, int]:
+    def close(self) -> dict[str, int]:
         self.stop.set()
         self.thread.join()
-        return self.driver, self.worker
+        return self.peaks
 
 
-def timed(command: list[str], cwd: Path, env: dict, log: Path, memory: bool = False) -> tuple[float, list, tuple]:
-    """Run `command`; (its seconds, its output lines with their times since start, (driver, worker) peak RSS)."""
+def timed(command: list[str], cwd: Path, env: dict, log: Path, memory: bool = False) -> tuple[float, list, dict]:
+    """Run `command`; (its seconds, its output lines with their times since start, peak memory (PeakMemory))."""
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = PeakMemory(process.pid) if memory else None
@@ -182,13 +190,13 @@ def timed(command: list[str], cwd: Path, env: dict, log: Path, memory: bool = Fa
             out.write(line)
     if process.wait() != 0:
         sys.exit(f"{' '.join(command)} failed (exit {process.returncode}): see {log}")
-    return time.monotonic() - start, lines, peak.close() if peak else (0, 0)
+    return time.monotonic() - start, lines, peak.close() if peak else {}
 
 
-def stage(lines: list[tuple[float, str]], first: str, after: str) -> float:
-    """Seconds from the first line matching `first` to the first later line matching `after`."""
-    begin = next(t for t, line in lines if re.search(first, line))
-    return next(t for t, line in lines if t >= begin and re.search(after, line) and not re.search(first, line)) - begin
+def cache_seconds(lines: list[tuple[float, str]]) -> float:
+    """The image cache builds' seconds: the elapsed time of each finished decoding bar (tqdm's [mm:ss<...)."""
+    done = [re.search(r"100%.*\[(\d+):(\d+)<", line) for _, line in lines if line.startswith("decoding")]
+    return sum(int(m.group(1)) * 60 + int(m.group(2)) for m in done if m)
 
 
 def epoch_split(work: Path, train_rows: int) -> dict[str, float]:
@@ -236,10 +244,10 @@ def main() -> None:
     env = {**os.environ, "ORCHESTRATOR_CACHE": str(run_dir / "image-cache")}
     log = run_dir / "output.log"
     dry_s, _, _ = timed([sys.executable, "-m", "orchestrator.run", "grid.yaml", "--dry-run"], run_dir, env, log)
-    run_s, lines, (driver_rss, worker_rss) = timed([sys.executable, "-m", "orchestrator.run", "grid.yaml"], run_dir, env,
+    run_s, lines, peaks = timed([sys.executable, "-m", "orchestrator.run", "grid.yaml"], run_dir, env,
                                                    log, memory=True)
     ensemble_s, ensemble_lines, _ = timed([sys.executable, "-m", "orchestrator.ensemble", "grid.yaml"], run_dir, env, log)
-    cache_s = stage(lines, r"^image cache: \d+ images", r"^(?!image cache|decoding)")
+    cache_s = cache_seconds(lines)
     insight = next((float(m.group(1)) for _, line in lines if (m := re.search(r"insight: done in (\d+) s", line))), float("nan"))
     train_rows = int(CLASSES * TRAIN_PER_CLASS * 4 / 5)
     split = epoch_split(run_dir, train_rows)
@@ -252,8 +260,8 @@ def main() -> None:
     rows = [
         ("dry run (plan, 25,000 rows checked)", f"{dry_s:.1f} s"),
         ("image cache build (train + test, 224 px)", f"{cache_s:.0f} s, {cache_bytes / 2**30:.2f} GiB"),
-        ("driver peak memory (RSS)", f"{driver_rss / 2**30:.2f} GiB"),
-        ("largest Ray worker peak memory (RSS)", f"{worker_rss / 2**30:.2f} GiB"),
+        ("driver peak memory: RSS / private (USS)", f"{peaks['driver rss'] / 2**30:.2f} / {peaks['driver uss'] / 2**30:.2f} GiB"),
+        ("largest Ray worker peak: RSS / private (USS)", f"{peaks['worker rss'] / 2**30:.2f} / {peaks['worker uss'] / 2**30:.2f} GiB"),
         ("epoch (median over trials)", (f"{split.get('epoch', float('nan')):.0f} s at {split.get('img/s', float('nan')):.0f} img/s "
                                        f"per trial ({cpus} CPUs shared by 2 trials)")),
         ("  of which waiting for data", f"{split.get('data', float('nan')):.1f} s"),

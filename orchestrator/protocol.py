@@ -47,6 +47,7 @@ class EpochReport:
     worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)
     replay: bool = False  # a restored trial repeating its checkpoint's report (the driver may have missed it)
     predicted: bool = False  # a last report: the trial wrote its own OOF + test predictions first (GridLayout.predictions)
+    predict_s: float = 0.0  # the seconds that took (before this report, after the epoch and its checkpoint wait)
     restore_note: str = ""  # the first report after a restore that skipped damaged checkpoints: what happened
     # the rank-0 worker's node during the epoch, by MLflow's system metric names without "system/" (train/system.py)
     system: dict[str, float] = field(default_factory=dict)

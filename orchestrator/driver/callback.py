@@ -78,7 +78,7 @@ class TrackingCallback(Callback):
         if report is None:
             return
         if not report.replay:
-            self.account.reported(record.key, report.epoch_time_s, report.checkpoint_s)
+            self.account.reported(record.key, report.epoch_time_s, report.checkpoint_s, report.predict_s)
         news = self.book.result(record, report)
         if report.restore_note:
             self.progress.note(record, report.restore_note)

@@ -5,17 +5,17 @@ tells it when a trial starts, reports an epoch, pauses or ends, and how long its
 prediction task ran. A trial's stretch in a slot (from its start, or its
 unpausing, to its end or pause) splits into
 
-- start-up: from the start to its first report, less that epoch's own time;
+- start-up: from the start to its first report, less what the worker measured before it (below);
 - epochs: the epoch times the worker measured (train + validation), the useful part;
 - checkpoints: what the epochs' checkpoints held the training for (the worker measured it: a
   copy into memory, the rest is written in the background; the last epoch's write whole);
-- between epochs: the rest of the gaps between reports (reports, retries, and the OOF + test
-  predictions of a trial that ends by itself, made before its last report);
+- between epochs: the rest of the gaps between reports (reports, retries);
 - shutdown: from its last report to Tune's end event.
 
-A stopped trial's prediction task holds a worker's CPUs (and GPU) while it runs,
-so its run (measured in the task, placed just before the driver collected it) is
-slot time too. What is left of slots x wall is idle: a slot with no
+- predictions: the OOF + test predictions of a trial that ends by itself (made before its last
+  report, measured by the worker); and a stopped trial's prediction task, which holds a worker's
+  CPUs (and GPU) while it runs, so its run (measured in the task, placed just before the driver
+  collected it) is slot time too. What is left of slots x wall is idle: a slot with no
 trial (scheduling, waiting for resources, the grid's tail). The driver's own time
 in the callback (MLflow logging, mostly) is counted apart: it is not slot time,
 but Tune's event loop waits for it.
@@ -36,20 +36,21 @@ class Stretch:
 
     key: str
     start: float
-    reports: list[tuple[float, float, float]] = field(default_factory=list)  # (arrival, epoch s, checkpoint s)
+    # (arrival, then what the worker measured before it: the epoch, its checkpoint's hold, the trial's predictions)
+    reports: list[tuple[float, float, float, float]] = field(default_factory=list)
     end: float | None = None
 
     def parts(self, now: float) -> dict[str, float]:
         end = self.end if self.end is not None else now
         if not self.reports:
             return {"start-up": end - self.start}
-        (first, first_epoch, first_checkpoint), (last, _, _) = self.reports[0], self.reports[-1]
-        epochs = sum(seconds for _, seconds, _ in self.reports)
-        checkpoints = sum(held for _, _, held in self.reports)
-        return {"start-up": max(0.0, first - first_epoch - first_checkpoint - self.start),
+        (first, *first_parts), last = self.reports[0], self.reports[-1][0]
+        epochs, checkpoints, predictions = (sum(r[i] for r in self.reports) for i in (1, 2, 3))
+        return {"start-up": max(0.0, first - sum(first_parts) - self.start),
                 "epochs": epochs,
                 "checkpoints": checkpoints,
-                "between epochs": max(0.0, last - first - (epochs - first_epoch) - (checkpoints - first_checkpoint)),
+                "predictions": predictions,
+                "between epochs": max(0.0, last - first - (epochs + checkpoints + predictions - sum(first_parts))),
                 "shutdown": max(0.0, end - last)}
 
 
@@ -87,9 +88,9 @@ _MEANING = {
     "epochs": "training + validation (the useful share)",
     "start-up": "trial start to its first report, less that epoch",
     "checkpoints": "training held for checkpoints (a memory copy; the last whole)",
-    "between epochs": "reports, retries, a trial's own predictions",
+    "between epochs": "reports, retries",
     "shutdown": "last report to Tune's end event",
-    "predictions": "OOF + test tasks of stopped trials, while they run",
+    "predictions": "OOF + test: in trials that ended by themselves, tasks for stopped ones",
     "idle": "no trial in the slot: scheduling, waiting for resources, the tail",
 }
 
@@ -108,11 +109,12 @@ class TimeAccount:
         self.open[key] = stretch = Stretch(key, self.clock())
         self.stretches.append(stretch)
 
-    def reported(self, key: str, epoch_seconds: float, checkpoint_seconds: float = 0.0) -> None:
-        """An epoch's report arrived: the epoch took `epoch_seconds`, then its checkpoint held it `checkpoint_seconds`."""
+    def reported(self, key: str, epoch_seconds: float, checkpoint_seconds: float = 0.0, predict_seconds: float = 0.0) -> None:
+        """An epoch's report arrived: the epoch took `epoch_seconds`, then its checkpoint held it `checkpoint_seconds`
+        and (a last epoch) its own predictions took `predict_seconds`."""
         if key in self.open:
-            held = checkpoint_seconds if math.isfinite(checkpoint_seconds) else 0.0
-            self.open[key].reports.append((self.clock(), epoch_seconds, held))
+            finite = [v if math.isfinite(v) else 0.0 for v in (epoch_seconds, checkpoint_seconds, predict_seconds)]
+            self.open[key].reports.append((self.clock(), *finite))
 
     def left(self, key: str) -> None:
         """The trial ended, failed or was paused."""
@@ -145,7 +147,7 @@ class TimeAccount:
         for stretch in self.stretches:
             for part, value in stretch.parts(now).items():
                 seconds[part] += value
-        seconds["predictions"] = sum(end - start for _, start, end in self.predictions)
+        seconds["predictions"] += sum(end - start for _, start, end in self.predictions)
         wall = now - self.begin
         seconds["idle"] = max(0.0, slots * wall - sum(seconds.values()))
         return TimeSummary(wall, slots, seconds, self.driver)

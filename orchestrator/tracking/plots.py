@@ -112,11 +112,12 @@ def timeline_figure(account):
         y, t0 = row[stretch.key], account.begin
         first = stretch.reports[0][0] - sum(stretch.reports[0][1:]) if stretch.reports else (stretch.end or account.clock())
         axis.barh(y, first - stretch.start, left=stretch.start - t0, color=colors["start-up"], height=0.6)
-        for arrival, seconds, held in stretch.reports:
-            axis.barh(y, seconds, left=arrival - held - seconds - t0, color=colors["epoch"], height=0.6, edgecolor="white",
-                      linewidth=0.5)
-            if held > 0:
-                axis.barh(y, held, left=arrival - held - t0, color=colors["checkpoint"], height=0.6)
+        for arrival, seconds, held, predicted in stretch.reports:
+            begin = arrival - predicted - held - seconds - t0
+            axis.barh(y, seconds, left=begin, color=colors["epoch"], height=0.6, edgecolor="white", linewidth=0.5)
+            for part, length, at in (("checkpoint", held, begin + seconds), ("prediction", predicted, begin + seconds + held)):
+                if length > 0:
+                    axis.barh(y, length, left=at, color=colors[part], height=0.6)
     for key, start, end in account.predictions:
         axis.barh(row[key], end - start, left=start - account.begin, color=colors["prediction"], height=0.6)
     axis.set_yticks(range(len(keys)), keys, fontsize=7)

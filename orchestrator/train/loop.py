@@ -230,19 +230,23 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
             done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
             epoch_time = time.perf_counter() - start
+            held = predict_s = 0.0
+            predicted = False
             if done and keeper is not None:
                 keeper.settle(block=True)  # the best epoch's checkpoint, which predictions may read
-            predicted = done and keeper is not None and predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
+                held = time.perf_counter() - start - epoch_time
+                predicted = predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
+                predict_s = time.perf_counter() - start - epoch_time - held
             epoch_report = EpochReport(
                 epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
                 epoch_time_s=epoch_time, images_per_s=seen * session.world / max(train_time, 1e-9), data_wait_s=waited,
                 trial_done=done, best_epoch=progress.best_epoch, best_score=progress.best_score, attempt=trial.attempt,
-                worker_node=node, predicted=predicted, system=sampler.take() if sampler is not None else {},
+                worker_node=node, predicted=predicted, predict_s=predict_s, system=sampler.take() if sampler is not None else {},
                 heads=per_head, restore_note=note)
             note = ""
             if keeper is not None:
                 kind = policy.kind(epoch + 1, improved, done, keeper.busy())
-                held = keep_checkpoint(keeper, kind, policy.waits(epoch + 1, kind), epoch_report, model, parts, progress)
+                held += keep_checkpoint(keeper, kind, policy.waits(epoch + 1, kind), epoch_report, model, parts, progress)
                 epoch_report = keeper.report(epoch_report, held)
             session.report(epoch_report)
             if done:

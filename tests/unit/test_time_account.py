@@ -28,7 +28,7 @@ def test_two_slots_split_into_start_up_epochs_gaps_shutdown_predictions_and_idle
     clock.at(9)
     account.reported("a", 4.5, 0.5)  # epoch 1 took 4.5 s, its checkpoint 0.5 s: 3 s of start-up before it
     clock.at(15)
-    account.reported("a", 5.5, 0.25)  # 0.25 s for the checkpoint, 0.25 s between epochs
+    account.reported("a", 4.5, 0.25, 1.0)  # 0.25 s for the checkpoint, its own predictions 1 s, 0.25 s between
     clock.at(16)
     account.left("a")  # 1 s shutdown
     clock.at(20)
@@ -43,15 +43,15 @@ def test_two_slots_split_into_start_up_epochs_gaps_shutdown_predictions_and_idle
     clock.at(20)
     summary = account.summary(slots=2)
     assert summary.wall == 20 and summary.slot_time == 40
-    assert summary.seconds == pytest.approx({"epochs": 10, "start-up": 5, "checkpoints": 0.75, "between epochs": 0.25,
-                                             "shutdown": 1, "predictions": 4, "idle": 19})
-    assert summary.useful_share == pytest.approx(0.25) and summary.driver == pytest.approx(0.5)
+    assert summary.seconds == pytest.approx({"epochs": 9, "start-up": 5, "checkpoints": 0.75, "between epochs": 0.25,
+                                             "shutdown": 1, "predictions": 5, "idle": 19})
+    assert summary.useful_share == pytest.approx(9 / 40) and summary.driver == pytest.approx(0.5)
     assert summary.metrics()["time_between_epochs_s"] == pytest.approx(0.25)
     assert summary.metrics()["time_checkpoints_s"] == pytest.approx(0.75)
-    assert "2 trial slot(s) x 20 s = 40 slot-s" in summary.render() and "25.0%" in summary.render()
+    assert "2 trial slot(s) x 20 s = 40 slot-s" in summary.render() and "22.5%" in summary.render()
     axis = timeline_figure(account).axes[0]
     assert [t.get_text() for t in axis.get_yticklabels()] == ["a", "b"]
-    assert len(axis.patches) == 2 + 2 + 2 + 1  # two start-ups, two epochs, their checkpoints, one prediction
+    assert len(axis.patches) == 2 + 2 + 2 + 1 + 1  # two start-ups, two epochs, their checkpoints, a trial's own prediction, a task's
 
 
 def test_a_pause_ends_a_stretch_and_the_unpaused_trial_pays_start_up_again():
