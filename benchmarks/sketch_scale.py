@@ -144,13 +144,14 @@ def grid(root: Path, model: str, epochs: int) -> dict:
 
 class PeakMemory:
     """Peak memory of one process (the driver) and of the largest Ray worker process, sampled every 0.5 s: RSS,
-    and USS (its private pages: RSS counts the image cache's shared, file-backed mapping in every trial)."""
+    and its anonymous part (heap, tensors: RSS also counts the pages of the image cache a trial maps, which
+    are the node's page cache, shared by its trials, and dropped under memory pressure)."""
 
     def __init__(self, pid: int):
         import psutil
 
         self.process = psutil.Process(pid)
-        self.peaks = {"driver rss": 0, "driver uss": 0, "worker rss": 0, "worker uss": 0}
+        self.peaks = {"driver rss": 0, "driver anon": 0, "worker rss": 0, "worker anon": 0}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
         self.thread.start()
@@ -158,10 +159,11 @@ class PeakMemory:
     def _take(self, who: str, process) -> None:
         import psutil
 
-        with contextlib.suppress(psutil.Error):
-            memory = process.memory_full_info()
-            self.peaks[f"{who} rss"] = max(self.peaks[f"{who} rss"], memory.rss)
-            self.peaks[f"{who} uss"] = max(self.peaks[f"{who} uss"], memory.uss)
+        with contextlib.suppress(psutil.Error, OSError, ValueError):
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            anon = int(re.search(r"RssAnon:\s+(\d+) kB", status).group(1)) * 1024
+            self.peaks[f"{who} rss"] = max(self.peaks[f"{who} rss"], process.memory_info().rss)
+            self.peaks[f"{who} anon"] = max(self.peaks[f"{who} anon"], anon)
 
     def _sample(self) -> None:
         import psutil
@@ -260,8 +262,8 @@ def main() -> None:
     rows = [
         ("dry run (plan, 25,000 rows checked)", f"{dry_s:.1f} s"),
         ("image cache build (train + test, 224 px)", f"{cache_s:.0f} s, {cache_bytes / 2**30:.2f} GiB"),
-        ("driver peak memory: RSS / private (USS)", f"{peaks['driver rss'] / 2**30:.2f} / {peaks['driver uss'] / 2**30:.2f} GiB"),
-        ("largest Ray worker peak: RSS / private (USS)", f"{peaks['worker rss'] / 2**30:.2f} / {peaks['worker uss'] / 2**30:.2f} GiB"),
+        ("driver peak memory: RSS / anonymous", f"{peaks['driver rss'] / 2**30:.2f} / {peaks['driver anon'] / 2**30:.2f} GiB"),
+        ("largest Ray worker peak: RSS / anonymous", f"{peaks['worker rss'] / 2**30:.2f} / {peaks['worker anon'] / 2**30:.2f} GiB"),
         ("epoch (median over trials)", (f"{split.get('epoch', float('nan')):.0f} s at {split.get('img/s', float('nan')):.0f} img/s "
                                        f"per trial ({cpus} CPUs shared by 2 trials)")),
         ("  of which waiting for data", f"{split.get('data', float('nan')):.1f} s"),

@@ -86,7 +86,7 @@ class TimeSummary:
 
 _MEANING = {
     "epochs": "training + validation (the useful share)",
-    "start-up": "trial start to its first report, less that epoch",
+    "start-up": "trial start to its first report, less that epoch's own parts",
     "checkpoints": "training held for checkpoints (a memory copy; the last whole)",
     "between epochs": "reports, retries",
     "shutdown": "last report to Tune's end event",
