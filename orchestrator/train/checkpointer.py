@@ -15,8 +15,9 @@ a time: the next checkpoint waits for it. A write is durable once committed, and
 - the reports tell the driver the best *committed* epoch (`durable`), so a trial the scheduler stops while
   a write is in flight is predicted from its last committed best, never from a folder that is not there;
 - a restart reads committed folders only (a write cut short by a kill is as if never made);
-- writes the scheduler may act on at once are waited for before the report: fold_asha's rungs (a trial may
-  pause there and restart from that checkpoint) and the last epoch (the driver reads its weights).
+- writes the scheduler may act on at once are waited for before the report: at its rungs (it may stop the
+  trial there, predicted then from its best; fold_asha may pause it, to restart from that rung's checkpoint)
+  and at the last epoch (the driver reads its weights).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class CheckpointPolicy:
 
     sparse: bool
     minutes: float
-    rungs: frozenset[int]  # fold_asha's rung epochs (1-based): a trial may pause there and restart from them
+    rungs: frozenset[int]  # the scheduler's rung epochs (1-based): it may stop the trial there, or pause it
+    pauses: bool = False  # fold_asha: a trial paused at a rung restarts from that rung's checkpoint
     clock: Callable[[], float] = time.monotonic
     last_full: float | None = None  # when the last resumable checkpoint was written (or the trial (re)started)
 
@@ -62,10 +64,9 @@ class CheckpointPolicy:
 
     @classmethod
     def of(cls, cfg: CheckpointConfig, scheduler: TuneSchedulerConfig, epochs: int, parameters: int) -> CheckpointPolicy:
-        """(ASHA's rungs need no checkpoint: a trial stopped there never trains on.)"""
         sparse = cfg.every == "sparse" or (cfg.every == "auto" and parameters >= cfg.sparse_from_params_m * 1e6)
-        rungs = scheduler.rung_epochs(epochs) if scheduler.kind == "fold_asha" else []
-        return cls(sparse, cfg.minutes, frozenset(rungs))
+        rungs = scheduler.rung_epochs(epochs) if scheduler.kind in ("asha", "fold_asha") else []
+        return cls(sparse, cfg.minutes, frozenset(rungs), pauses=scheduler.kind == "fold_asha")
 
     def kind(self, epoch: int, improved: bool, done: bool, busy: bool = False) -> str | None:
         """The checkpoint epoch `epoch` (1-based) writes: FULL, FINAL, WEIGHTS or None.
@@ -78,15 +79,17 @@ class CheckpointPolicy:
         now = self.clock()
         if done:
             return FINAL
-        if not self.sparse or epoch in self.rungs or (now - self.last_full >= self.minutes * 60 and (improved or not busy)):
+        paused_here = self.pauses and epoch in self.rungs
+        if not self.sparse or paused_here or (now - self.last_full >= self.minutes * 60 and (improved or not busy)):
             self.last_full = now
             return FULL
         return WEIGHTS if improved else None
 
     def waits(self, epoch: int, kind: str | None) -> bool:
-        """Whether the report of `epoch` waits for its write to commit: the last, and a rung's (a pause there
-        restarts from it)."""
-        return kind == FINAL or (kind == FULL and epoch in self.rungs)
+        """Whether the report of `epoch` waits for every write to commit, so that it names the true best epoch:
+        the last report, and a rung's (the scheduler may stop the trial there, which is then predicted from
+        that best; or pause it, and it restarts from that rung's checkpoint)."""
+        return kind == FINAL or epoch in self.rungs
 
 
 class Checkpointer:

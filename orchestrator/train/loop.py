@@ -95,9 +95,13 @@ def is_better(score: float, best: float | None, mode: str) -> bool:
 
 def keep_checkpoint(keeper: Checkpointer, kind: str | None, wait: bool, epoch_report: EpochReport, model,
                     parts: StepParts, progress: TrialState) -> float:
-    """Write this epoch's checkpoint of `kind` (None: none); returns the seconds the training was held."""
+    """Write this epoch's checkpoint of `kind` (None: none; `wait`: until every write is committed); returns the
+    seconds the training was held."""
     if kind is None:
-        return 0.0
+        start = time.perf_counter()
+        if wait:
+            keeper.settle(block=True)
+        return time.perf_counter() - start
     weights = weight_sets(model, parts)[0].state_dict()
     state = None if kind == WEIGHTS else {
         **(parts.state_dict(model) if kind == FULL else {}),  # a final checkpoint is not trained on from
@@ -246,7 +250,10 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             note = ""
             if keeper is not None:
                 kind = policy.kind(epoch + 1, improved, done, keeper.busy())
-                held += keep_checkpoint(keeper, kind, policy.waits(epoch + 1, kind), epoch_report, model, parts, progress)
+                # a trial's first checkpoint is waited for too: a stop before any report named a best would leave
+                # the driver nothing to predict from
+                wait = policy.waits(epoch + 1, kind) or not keeper.durable[0]
+                held += keep_checkpoint(keeper, kind, wait, epoch_report, model, parts, progress)
                 epoch_report = keeper.report(epoch_report, held)
             session.report(epoch_report)
             if done:

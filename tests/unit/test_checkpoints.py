@@ -37,7 +37,9 @@ class Clock:
 def test_every_epoch_is_resumable_by_default_and_the_last_is_final():
     policy = CheckpointPolicy.of(CheckpointConfig(), TuneSchedulerConfig(), epochs=4, parameters=1_000_000)
     assert [policy.kind(e, improved=e % 2 == 1, done=e == 4) for e in (1, 2, 3, 4)] == [FULL, FULL, FULL, FINAL]
-    assert [policy.waits(e, k) for e, k in [(1, FULL), (4, FINAL)]] == [False, True]  # asha: nothing pauses
+    # asha (grace 1, factor 3: rungs at epochs 1 and 3 of 4, where it may stop the trial): those reports, and the
+    # last, wait for every write, so they name the true best epoch
+    assert [policy.waits(e, k) for e, k in [(1, FULL), (2, FULL), (3, None), (4, FINAL)]] == [True, False, True, True]
 
 
 def test_sparse_checkpoints_at_rungs_and_every_n_minutes_and_keeps_each_new_best_s_weights():
