@@ -25,8 +25,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -174,9 +176,30 @@ def _yield_to_training() -> None:
 
 
 def _save(folder: Path, weights: dict[str, Any], state: dict[str, Any] | None) -> None:
-    torch.save(weights, folder / MODEL_FILE)
+    _save_file(weights, folder / MODEL_FILE)
     if state is not None:
-        torch.save(state, folder / STATE_FILE)
+        _save_file(state, folder / STATE_FILE)
+
+
+def _save_file(value: Any, path: Path) -> None:
+    """torch.save, a full disk raised as one (torch's zip writer says only "unexpected pos ..."), so the driver
+    stops the grid for `--resume` instead of retrying the trial into the same full disk."""
+    try:
+        torch.save(value, path)
+    except RuntimeError as error:
+        if shutil.disk_usage(path.parent).free < _tensor_bytes(value):
+            raise OSError(errno.ENOSPC, f"No space left on device: {path} ({error})") from error
+        raise
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def _copy_into(buffers: dict[str, torch.Tensor], path: str, value: Any) -> Any:
