@@ -13,8 +13,10 @@ never fails for good.
 
 from __future__ import annotations
 
+import errno
 import json
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,11 +52,36 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
-def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any] | None) -> None:
-    """model.pt, and train_state.pt unless `state` is None (a best epoch's weights alone)."""
-    torch.save(unwrap(model).state_dict(), Path(folder) / MODEL_FILE)
+def save_checkpoint(folder: Path, model: torch.nn.Module, state: dict[str, Any]) -> None:
+    save_files(Path(folder), unwrap(model).state_dict(), state)
+
+
+def save_files(folder: Path, weights: dict[str, Any], state: dict[str, Any] | None) -> None:
+    """model.pt (`weights`), and train_state.pt unless `state` is None (a best epoch's weights alone)."""
+    _save_file(weights, folder / MODEL_FILE)
     if state is not None:
-        torch.save(state, Path(folder) / STATE_FILE)
+        _save_file(state, folder / STATE_FILE)
+
+
+def _save_file(value: Any, path: Path) -> None:
+    """torch.save, a full disk raised as one (torch's zip writer says only "unexpected pos ..."), so the driver
+    stops the grid for `--resume` instead of retrying the trial into the same full disk."""
+    try:
+        torch.save(value, path)
+    except RuntimeError as error:
+        if shutil.disk_usage(path.parent).free < _tensor_bytes(value):
+            raise OSError(errno.ENOSPC, f"No space left on device: {path} ({error})") from error
+        raise
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
 
 
 def load_weights(folder: Path, model: torch.nn.Module) -> None:

@@ -25,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import errno
 import math
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -44,7 +42,7 @@ from orchestrator.config import CheckpointConfig, TuneSchedulerConfig
 from orchestrator.layout import checkpoint_dir_name
 from orchestrator.protocol import EpochReport
 from orchestrator.storage import commit_dir, is_uri, join, remove_tree, write_manifest
-from orchestrator.train.checkpoint import MODEL_FILE, STATE_FILE, prune
+from orchestrator.train.checkpoint import prune, save_files
 
 FULL, FINAL, WEIGHTS = "full", "final", "weights"
 
@@ -154,12 +152,12 @@ class Checkpointer:
         dest = join(self.trial_dir, checkpoint_dir_name(epoch))
         if is_uri(dest):
             with tempfile.TemporaryDirectory(prefix="checkpoint-") as folder:  # node-local disk, then the bucket
-                _save(Path(folder), weights, state)
+                save_files(Path(folder), weights, state)
                 commit_dir(folder, dest)
         else:  # a local or NFS folder: written in place (one write, not two), committed by its manifest, written last
             remove_tree(dest)  # a retried epoch's uncommitted leftovers
             Path(dest).mkdir(parents=True)
-            _save(Path(dest), weights, state)
+            save_files(Path(dest), weights, state)
             write_manifest(dest)
         # the best so far, and the best the driver was last told of: a trial stopped at that report is predicted
         # from it, while this write may still commit (its process lingers a moment after the stop)
@@ -173,33 +171,6 @@ def _yield_to_training() -> None:
     beside a 1 GB write instead of 56-69%."""
     with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-
-
-def _save(folder: Path, weights: dict[str, Any], state: dict[str, Any] | None) -> None:
-    _save_file(weights, folder / MODEL_FILE)
-    if state is not None:
-        _save_file(state, folder / STATE_FILE)
-
-
-def _save_file(value: Any, path: Path) -> None:
-    """torch.save, a full disk raised as one (torch's zip writer says only "unexpected pos ..."), so the driver
-    stops the grid for `--resume` instead of retrying the trial into the same full disk."""
-    try:
-        torch.save(value, path)
-    except RuntimeError as error:
-        if shutil.disk_usage(path.parent).free < _tensor_bytes(value):
-            raise OSError(errno.ENOSPC, f"No space left on device: {path} ({error})") from error
-        raise
-
-
-def _tensor_bytes(value: Any) -> int:
-    if isinstance(value, torch.Tensor):
-        return value.nbytes
-    if isinstance(value, dict):
-        return sum(_tensor_bytes(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return sum(_tensor_bytes(v) for v in value)
-    return 0
 
 
 def _copy_into(buffers: dict[str, torch.Tensor], path: str, value: Any) -> Any:
