@@ -30,7 +30,7 @@ class EnsembleResult:
     chosen: list[Member]  # the top_k members by OOF score, best first
     scores: list[float]  # each chosen member's OOF score
     oofs: list[np.ndarray]  # each chosen member's OOF probabilities on `rows`
-    fit: Fit  # method, weights, the blended OOF, its score, every method tried
+    fit: Fit  # method, weights, the blended OOF, its in-sample and cross-validated scores, every method tried
     rows: np.ndarray  # the OOF row ids every member predicted, in the order of y
     y: np.ndarray
     folds: np.ndarray
@@ -56,7 +56,8 @@ class EnsembleResult:
 
 def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> EnsembleResult:
     """Choose the `cfg.top_k` best members by OOF `metric`, fit their weights (`cfg.method`) on the OOF rows they
-    share, and macro-F1 offsets when `cfg.f1_offsets` asks (auto: when the metric is val_f1)."""
+    share, cross-validated over those rows' folds (weights.fit_ensemble), and macro-F1 offsets when `cfg.f1_offsets`
+    asks (auto: when the metric is val_f1)."""
     score = SCORERS[metric]
     rows = common_rows(members)
     oof_rows = members[0].oof.set_index("row_id").loc[rows]
@@ -64,7 +65,7 @@ def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> Ense
     oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
     scores = [score(p, y) for p in oofs]
     order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
-    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations)
+    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations, folds)
     on = cfg.f1_offsets == "on" or (cfg.f1_offsets == "auto" and metric == "val_f1")
     return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit, rows,
                           y, folds, tune(fit.oof, y, folds) if on else None)
