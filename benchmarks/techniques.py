@@ -10,6 +10,7 @@ macro-F1 offsets over all variants, then a pseudo-labelling round taught by that
 ensemble.
 
     python benchmarks/techniques.py [--per-class 250] [--epochs 8] [--variants NAME ...] [--study defaults]
+    python benchmarks/techniques.py --study refit --per-class 400 --epochs 6 [--seeds 3]
 
 `--study defaults` runs the recipes the defaults were chosen from instead. Figures
 move by a point or two between runs (2,500 images, two folds): compare within one run.
@@ -193,16 +194,19 @@ def run_variant(name: str, train: dict, root: Path, work: Path, args, tracker_of
     return config_id, seconds
 
 
-def plain_loop(root: Path, work: Path, args) -> dict[str, float]:
-    """The reference: a plain PyTorch loop (timm model, AdamW 1e-3, one-cycle, label smoothing 0.1, hflip) per fold."""
+def plain_loop(root: Path, work: Path, args, grid_name: str = "techniques", folds_trained: tuple[int, ...] | None = (0, 1),
+               seed: int = 0) -> dict[str, float]:
+    """The reference: a plain PyTorch loop (timm model, AdamW 1e-3, one-cycle, label smoothing 0.1, hflip) per fold
+    (its test probabilities averaged), or with `folds_trained` None once on every training row (no OOF scores)."""
     import timm
     import torch
     from PIL import Image
 
     from orchestrator.layout import GridLayout
 
-    torch.manual_seed(0)
-    folds = pd.read_parquet(GridLayout.of(str(work / "ray_results"), "techniques").folds_table)
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    folds = pd.read_parquet(GridLayout.of(str(work / "ray_results"), grid_name).folds_table)
     test = pd.read_csv(root / "test_labels.csv")
     mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
@@ -214,7 +218,7 @@ def plain_loop(root: Path, work: Path, args) -> dict[str, float]:
     x_all, x_test = load(folds["image_path"]), load([root / "test" / p for p in test["image_path"]])
     y_all = torch.as_tensor(folds["target"].to_numpy().copy())
     oof_probs, oof_y, test_probs = [], [], []
-    for fold in (0, 1):
+    for fold in folds_trained or (None,):
         train_idx = np.flatnonzero(folds["fold"].to_numpy() != fold)
         val_idx = np.flatnonzero(folds["fold"].to_numpy() == fold)
         model = timm.create_model(args.model, num_classes=10)
@@ -236,12 +240,66 @@ def plain_loop(root: Path, work: Path, args) -> dict[str, float]:
                 schedule.step()
         model.eval()
         with torch.no_grad():
-            oof_probs.append(torch.cat([model(x_all[val_idx][i:i + 256]).softmax(1) for i in range(0, len(val_idx), 256)]))
+            if len(val_idx):
+                oof_probs.append(torch.cat([model(x_all[val_idx][i:i + 256]).softmax(1) for i in range(0, len(val_idx), 256)]))
+                oof_y.append(y_all[val_idx])
             test_probs.append(torch.cat([model(x_test[i:i + 256]).softmax(1) for i in range(0, len(x_test), 256)]))
-        oof_y.append(y_all[val_idx])
-    oof = scores(torch.cat(oof_probs).numpy(), torch.cat(oof_y).numpy())
+    oof = scores(torch.cat(oof_probs).numpy(), torch.cat(oof_y).numpy()) if oof_probs else (float("nan"),) * 2
     held = scores(torch.stack(test_probs).mean(0).numpy(), test["target"].to_numpy())
     return {"oof_acc": oof[0], "oof_f1": oof[1], "test_acc": held[0], "test_f1": held[1]}
+
+
+def ensemble_scores(path: Path, work: Path, tracker_of, *sets: str) -> dict[str, float]:
+    """The ensemble job on the grid at `path` (`--set` each of `sets`): its OOF scores and held-out accuracy."""
+    cli("orchestrator.ensemble", str(path), *(a for s in sets for a in ("--set", s)), cwd=work)
+    m = tracker_of().runs("ensemble")[0].data.metrics
+    return {"oof": m["ensemble_oof_val_acc"], "oof_cv": m.get("ensemble_oof_val_acc_cv", float("nan")),
+            "test_acc": m["holdout_accuracy"]}
+
+
+def refit_study(root: Path, work: Path, args) -> None:
+    """Refit against the fold ensemble and a plain loop on every row, held out (#25), one grid per seed.
+
+    The grid is the one a new user runs with the tool's defaults: test_resnet and test_vit, 3 folds, fold_asha.
+    Per seed: its fold ensemble; the same grid run again with `ensemble.refit: members` (the folds are reused,
+    only the refits train) and ensembled with each member's refit at share 0.5 and alone; a plain PyTorch loop
+    training test_resnet once on every row. Then the medians over the seeds.
+    """
+    from orchestrator.tracking.mlflow_store import Tracker
+
+    columns = ["fold ensemble", "refit + folds (0.5)", "refit alone", "plain loop, all rows"]
+    results = []
+    for seed in range(args.seeds):
+        grid = base_grid(root, work, args)
+        grid.update(name=f"refit-s{seed}", seed=seed, models=[{"name": "test_resnet"}, {"name": "test_vit"}],
+                    scheduler={"kind": "fold_asha"})
+        grid["data"].update(image_size=32, folds={"n_splits": 3})
+        grid["ensemble"] = {"output": str(work / "submission.csv"), "register": False}
+        path = work / f"refit-s{seed}.yaml"
+        path.write_text(yaml.safe_dump(grid, sort_keys=False))
+
+        def tracker_of(name=grid["name"]):
+            return Tracker(grid["tracking"]["uri"], name)
+
+        grid_s = cli("orchestrator.run", str(path), cwd=work)
+        refit_s = cli("orchestrator.run", str(path), "--set", "ensemble.refit=members", cwd=work)
+        folds = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=0")
+        blended = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=0.5")
+        alone = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=1")
+        start = time.perf_counter()
+        plain = plain_loop(root, work, argparse.Namespace(**{**vars(args), "model": "test_resnet", "image_size": 32}),
+                           grid["name"], folds_trained=None, seed=seed)
+        plain_s = time.perf_counter() - start
+        held = [folds["test_acc"], blended["test_acc"], alone["test_acc"], plain["test_acc"]]
+        results.append(held)
+        print(f"seed {seed}: held-out acc " + ", ".join(f"{c} {v:.4f}" for c, v in zip(columns, held))
+              + f"; ensemble OOF acc {folds['oof']:.4f} fitted on its rows, {folds['oof_cv']:.4f} cross-validated; "
+              f"grid {grid_s:.0f} s, refits {refit_s:.0f} s, plain loop {plain_s:.0f} s", flush=True)
+    header = ["seed", *columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += [f"| {i} | " + " | ".join(f"{v:.4f}" for v in row) + " |" for i, row in enumerate(results)]
+    lines.append("| median | " + " | ".join(f"{v:.4f}" for v in np.median(results, axis=0)) + " |")
+    print("\nheld-out accuracy\n" + "\n".join(lines))
 
 
 def table(rows: list[list[str]], delta: str) -> str:
@@ -257,8 +315,11 @@ def main() -> None:
     parser.add_argument("--model", default="resnet10t")
     parser.add_argument("--image-size", type=int, default=28, help="quickdraw's own side; test_vit needs 32")
     parser.add_argument("--variants", nargs="*", default=None, help="a subset of the variants (default: all)")
-    parser.add_argument("--study", choices=["techniques", "defaults", "mask"], default="techniques",
-                        help="mask: single vs multi-head models and the ensemble's F1 offsets on the Mask layout made of sketches")
+    parser.add_argument("--study", choices=["techniques", "defaults", "mask", "refit"], default="techniques",
+                        help="mask: single vs multi-head models and the ensemble's F1 offsets on the Mask layout made of "
+                             "sketches; refit: refit on all rows against the fold ensemble and a plain loop (3,000 train, "
+                             "1,000 test images at --per-class 400)")
+    parser.add_argument("--seeds", type=int, default=3, help="refit: grids (seeds) to take the median over")
     parser.add_argument("--no-ensemble", action="store_true", help="skip the ensemble methods and the pseudo round")
     parser.add_argument("--keep", type=Path, default=None, help="work in this folder (kept) instead of a temporary one")
     args = parser.parse_args()
@@ -275,6 +336,13 @@ def main() -> None:
               f"{args.per_class // 3} eval persons, 48 px, {args.model}, {args.epochs} epochs, folds 0 and 1 of 3 "
               f"(grouped by person); work in {work}", flush=True)
         variants = MASK_VARIANTS
+    elif args.study == "refit":
+        root = work / "quickdraw"
+        images, targets, classes = quickdraw_images(QUICKDRAW, per_class=args.per_class)
+        export_sketch_csv(images, targets, classes, root, test_fraction=0.25, seed=0)
+        print(f"quickdraw10: {args.per_class}/class, {len(images)} images (a quarter held out), 32 px, "
+              f"{args.epochs} epochs, {args.seeds} seeds; work in {work}", flush=True)
+        return refit_study(root, work, args)
     else:
         root = work / "quickdraw"
         images, targets, classes = quickdraw_images(QUICKDRAW, per_class=args.per_class)

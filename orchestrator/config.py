@@ -546,7 +546,7 @@ class EnsembleConfig(Strict):
     """the best configs (by mean fold score) that may get weight"""
     method: Literal["mean", "hill_climb", "rank", "vote", "auto"] = "hill_climb"
     """soft blends (mean | hill_climb | rank), hard majority voting (vote), or auto: each fitted on the OOF, the best
-    kept"""
+    cross-validated score over the OOF folds kept (each fold blended with weights fitted on the others)"""
     f1_offsets: Literal["auto", "on", "off"] = "auto"
     """per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
     over the OOF folds; auto: on when the grid's metric is val_f1"""
@@ -556,6 +556,14 @@ class EnsembleConfig(Strict):
     def _yaml_on_off(cls, value: Any) -> Any:
         """YAML reads a bare on / off as true / false."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+    refit: Literal["none", "best", "members"] = "none"
+    """after the grid's folds, `python -m orchestrator.run` trains again on every training row: the best config
+    (best), or every config the ensemble gives weight (members), each for the epochs its folds found best (their
+    mean best epoch where a fold stopped early, else the full budget); tracked trials without validation rows"""
+    refit_share: float = Field(0.5, ge=0, le=1)
+    """a refit config's share of its member's test probabilities, the fold models' mean the rest (1: the refit
+    model alone; 0.5: as much as all its fold models together); nothing can score a refit model (no row is left
+    out of it), so this is a prior, checked only against the fold models (ensemble/members.py)"""
     output: str = "submission.csv"
     """the submission file written"""
     iterations: int = Field(50, ge=1)
@@ -712,12 +720,16 @@ class TrialTables(Strict):
     """the same for the test images"""
 
 
+REFIT = -2  # TrialConfig.fold of a refit: no validation fold, every training row trains (ensemble.refit)
+
+
 class TrialConfig(Strict):
     """Everything one (config, fold) trial needs; what Tune hands the trainable."""
 
     name: str
     seed: int
     fold: int
+    """the fold whose rows validate; REFIT: none (a config trained once on all rows after its folds)"""
     config_id: str
     model: ModelConfig
     data: DataConfig
@@ -741,13 +753,17 @@ class TrialConfig(Strict):
         return trial_key(self.config_id, self.fold)
 
     @property
+    def refit(self) -> bool:
+        return self.fold == REFIT
+
+    @property
     def layout(self) -> GridLayout:
         return GridLayout(self.storage)
 
 
 def trial_key(config_id: str, fold: int) -> str:
     """A trial's identity: its Train run's name, its MLflow run's name and tag, its Tune trial name."""
-    return f"{config_id}-f{fold}"
+    return f"{config_id}-refit" if fold == REFIT else f"{config_id}-f{fold}"
 
 
 def check_resize(data: DataConfig, train: TrainConfig) -> None:

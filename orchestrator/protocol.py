@@ -17,6 +17,7 @@ from typing import Any
 # The key Ray's own components are told by name (a field of EpochReport):
 TIME_ATTR = "epoch"  # what schedulers count: the trial's own epoch, so a resumed trial keeps its rungs
 SYSTEM_PREFIX = "system/"  # MLflow's prefix of system metrics
+EVERY_EPOCH = "train_loss"  # a metric every epoch logs, a refit's too (which has no validation score)
 
 
 def metric(better: str | None = None) -> Any:

@@ -60,7 +60,8 @@ class TrackingCallback(Callback):
     # ------------------------------------------------------------ tune hooks
 
     def setup(self, **info):
-        self.account = TimeAccount()  # the grid's wall starts with Tune's
+        if not self.account.stretches:  # the grid's wall starts with its first Tune run (a refit's goes on in it)
+            self.account = TimeAccount()
 
     @timed
     def on_trial_start(self, iteration, trials, trial, **info):

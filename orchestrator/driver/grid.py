@@ -6,6 +6,7 @@
     open       the grid's parent run, the image caches, Ray, the trial book, the writer, the Tune callback
     tune       the Tune run over the trials to train
     insight    per config: per-class tables, mistakes, galleries, Grad-CAM
+    refit      `ensemble.refit`: the chosen configs trained again on every row, a second Tune run (driver/refit.py)
     release    ended trials give their storage back (MLflow holds their weights)
     summarise  the parent run closed; leaderboard, cost, time, disk and the next commands printed
 
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from orchestrator.board import render
 from orchestrator.cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK
 from orchestrator.config import GridConfig, TrialTables
 from orchestrator.data.cache import cache_dir, framing_for
@@ -29,9 +31,10 @@ from orchestrator.data.folds import assign_folds
 from orchestrator.data.prepare import data_fingerprint, load_checked, prepare_data, warm_caches
 from orchestrator.data.sources import SOURCES
 from orchestrator.driver.grid_run import close_parent, grid_datasets, open_parent, round_note
-from orchestrator.driver.leaderboard import leaderboard, render
+from orchestrator.driver.leaderboard import leaderboard
 from orchestrator.driver.predictions import PredictionTasks
 from orchestrator.driver.progress import Progress, summary_rows
+from orchestrator.driver.refit import plan_refits, refit_grid
 from orchestrator.driver.resume import Work, sort_out, start_afresh
 from orchestrator.driver.trial_runs import TrialRuns
 from orchestrator.driver.trials import TrialBook
@@ -59,13 +62,15 @@ class GridRun:
     def __init__(self, grid: GridConfig, address: str | None, verbose: bool, resume: bool) -> None:
         self.grid, self.address, self.verbose, self.resume = grid, address, verbose, resume
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.slots = None  # trials at once: asked of the cluster at the first Tune run
+        self.refit_work = None  # the refits sorted out by refits_waiting (asked when every fold trial had ended)
 
     def run(self) -> int:
         for key, value in MLFLOW_ENV.items():
             os.environ.setdefault(key, value)
         self.prepare()
         self.plan()
-        if not self.work.to_run and self.grid.searcher != "optuna":
+        if not self.work.to_run and self.grid.searcher != "optuna" and not self.refits_waiting():
             return self.nothing_to_train()
         self.open()
         finished, timing = False, None
@@ -75,7 +80,8 @@ class GridRun:
                 self.progress.close()  # the insight's lines go below the live line, not over it
                 self.runs.settle(self.book.records.values(), self.writer.drain)  # the insight reads what trials logged
                 self.insight()
-                self.release()
+            timing = self.refit() or timing
+            self.release()
             finished = True
         finally:
             self.close(finished, timing)
@@ -126,28 +132,63 @@ class GridRun:
         self.callback = TrackingCallback(self.book, self.runs, PredictionTasks(predict_remote(grid.resources)), self.progress)
 
     def tune(self) -> tuple[Any, Any]:
-        """The Tune run; a full storage (a trial said so, or Tune's own state could not be written) is OutOfSpace.
-        Returns the time account's summary and the account."""
-        grid, callback = self.grid, self.callback
-        check_shared_paths({"tracking.storage": self.prepared.trial_tables.folds_path, "data.root": str(grid.data.root),
-                            **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(grid.models) if m.checkpoint}})
-        slots = trial_slots(grid)
+        """The Tune run over the fold trials; returns the time account's summary and the account."""
+        return self._tune(self.grid, self.work.to_run, self.stamp, self.work.seeds(self.tracker, self.grid))
+
+    def _tune(self, grid: GridConfig, plan: list, stamp: str, seeds: dict) -> tuple[Any, Any]:
+        """One Tune run; a full storage (a trial said so, or Tune's own state could not be written) is OutOfSpace."""
+        callback = self.callback
+        if self.slots is None:  # once per invocation: it says what caps the trials
+            check_shared_paths({"tracking.storage": self.prepared.trial_tables.folds_path, "data.root": str(grid.data.root),
+                                **{f"models[{i}].checkpoint": m.checkpoint for i, m in enumerate(grid.models) if m.checkpoint}})
+            self.slots = trial_slots(grid)
         try:
-            run_tuner(grid, self.work.to_run, self.prepared.trial_tables, callback, self.stamp, slots,
-                      self.work.seeds(self.tracker, grid))
+            run_tuner(grid, plan, self.prepared.trial_tables, callback, stamp, self.slots, seeds)
         except Exception as err:
             if not (callback.out_of_space or is_disk_full(err)):
                 raise
             callback.out_of_space = callback.out_of_space or str(err)
         if callback.out_of_space:
-            raise OutOfSpace(no_space_on_storage(grid.layout.root, slots.count))
-        return callback.account.summary(slots.count), callback.account
+            raise OutOfSpace(no_space_on_storage(grid.layout.root, self.slots.count))
+        return callback.account.summary(self.slots.count), callback.account
+
+    def refits_waiting(self) -> bool:
+        """With every fold trial ended earlier: whether a refit `ensemble.refit` asks for has not ended yet."""
+        if self.grid.ensemble.refit == "none":
+            return False
+        book = TrialBook([], reused=[(p, self.work.prior[p.key]) for p in self.work.reused])
+        planned = plan_refits(self.grid, self.tracker, book.records.values())
+        self.refit_work = sort_out(refit_grid(self.grid), planned, self.tracker, self.resume)
+        return bool(self.refit_work.to_run)
+
+    def refit(self) -> tuple[Any, Any] | None:
+        """`ensemble.refit`: the configs it chooses trained again on every training row (driver/refit.py), once
+        every fold trial ended; the time account's summary and the account when any trained."""
+        records = self.book.records.values()
+        if self.grid.ensemble.refit == "none" or any(r.status.open for r in records):
+            return None  # interrupted: --resume refits after the folds
+        grid = refit_grid(self.grid)
+        work = sort_out(grid, plan_refits(self.grid, self.tracker, records), self.tracker, self.resume)
+        start_afresh(work, self.tracker, self.resume)
+        self.book.add(work.to_run, work.continued, [(p, work.prior[p.key]) for p in work.reused])
+        if not work.to_run:
+            return None
+        print(f"refit ({grid.ensemble.refit}): {len(work.to_run)} config(s) train again on all "
+              f"{len(self.prepared.tables.train)} training rows: "
+              + ", ".join(f"{p.config.config_id} {p.config.model.name} for {p.config.train.epochs} epochs" for p in work.to_run),
+              flush=True)
+        self.progress = self.callback.progress = Progress(len(work.to_run), grid.scheduler.metric, grid.scheduler.mode,
+                                                          behind=self.writer.behind)
+        timing = self._tune(grid, work.to_run, f"{self.stamp}-refit", {})
+        self.progress.close()
+        self.runs.settle(self.book.records.values(), self.writer.drain)
+        return timing
 
     def insight(self) -> None:
         """Per-class tables, mistakes, galleries and Grad-CAM of the configs trained here (config_insight.py)."""
         from orchestrator.driver.config_insight import ConfigInsight
 
-        grid, records = self.grid, list(self.book.records.values())
+        grid, records = self.grid, [r for r in self.book.records.values() if not r.planned.config.refit]
         if any(r.status.open and r.run_id for r in records):
             return  # Ctrl-C: Tune returned with trials still open; the insight can wait for --resume
         start = time.monotonic()
@@ -220,6 +261,8 @@ class GridRun:
         Ray or adding a parent run (the last one stays the grid's)."""
         grid, work = self.grid, self.work
         book = TrialBook([], axes=list(grid.search), reused=[(p, work.prior[p.key]) for p in work.reused])
+        if self.refit_work is not None:  # and so did every refit it asks for
+            book.add([], reused=[(p, self.refit_work.prior[p.key]) for p in self.refit_work.reused])
         print(f"nothing to train: all {len(work.reused)} trials of this grid ended in earlier runs and are reused "
               f"(add a model, a fold or a search value to train more)")
         print("\n" + render(leaderboard(book.records.values(), grid.scheduler.mode), grid.scheduler.metric))
@@ -251,6 +294,10 @@ def dry_run(grid: GridConfig) -> int:
     configs = len({p.config.config_id for p in plan})
     print(format_plan(plan))
     print(f"\n{len(plan)} trials = {configs} configs x {len(grid.data.folds.folds_to_train())} folds; {note}")
+    if grid.ensemble.refit != "none":
+        which = "the best config" if grid.ensemble.refit == "best" else "every config the ensemble gives weight"
+        print(f"then refit (ensemble.refit: {grid.ensemble.refit}): {which} trains again on every training row, "
+              f"once its folds have ended (one trial each, chosen then)")
     if fingerprint:  # the ids are the real run's: say what MLflow already holds of them
         prior = {key: old for key, old in earlier_trials(grid).items() if key in {p.key for p in plan}}
         ended = sum(old.ended for old in prior.values())

@@ -11,8 +11,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.board import markdown
 from orchestrator.config import GridConfig
-from orchestrator.driver.leaderboard import markdown
 from orchestrator.driver.resume import Work
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles

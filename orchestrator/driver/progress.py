@@ -59,9 +59,9 @@ class Progress:
         better = self.best is None or (score > self.best if self.mode == "max" else score < self.best)
         if math.isfinite(score) and better:  # a NaN score would stick: every comparison with it is false
             self.best = score
+        shown = f"{self.metric}={score:.4f} " if math.isfinite(score) else ""  # a refit has no validation rows
         self._emit(f"{record.key} {record.planned.config.model.name}: epoch {report.epoch}/{record.planned.config.train.epochs} "
-                   f"{self.metric}={getattr(report, self.metric):.4f} train_loss={report.train_loss:.3f} "
-                   f"({report.epoch_time_s:.1f}s, {report.images_per_s:.0f} img/s)")
+                   f"{shown}train_loss={report.train_loss:.3f} ({report.epoch_time_s:.1f}s, {report.images_per_s:.0f} img/s)")
 
     def trial_retried(self, record, epoch: int) -> None:
         self._emit(f"{record.key}: training failed; retry {record.retries}/{record.planned.config.resources.max_failures}"
@@ -72,8 +72,9 @@ class Progress:
 
     def trial_ended(self, record) -> None:
         how = "completed" if record.status is TrialStatus.FINISHED else "stopped early by the scheduler"
-        then = ("its OOF + test predictions are in" if record.predicted_itself
-                else "a task predicts OOF + test from the best checkpoint once a worker is free")
+        frames = "test" if record.planned.config.refit else "OOF + test"
+        then = (f"its {frames} predictions are in" if record.predicted_itself
+                else f"a task predicts {frames} from the best checkpoint once a worker is free")
         self._emit(f"{record.key}: {how} after {record.epochs} epoch(s); {then}")
 
     def trial_closed(self, record) -> None:
@@ -111,7 +112,7 @@ def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[l
     axes = sorted({path for r in records for path in r.planned.searched})
     header = ["config_id", "model", "fold", "status", "epochs", f"best {metric}", "wall_s", "cpu_hours", "gpu_hours"] + axes
     ordered = sorted(records, key=lambda r: (r.planned.config.config_id, r.planned.config.fold))
-    rows = [[r.planned.config.config_id, r.planned.config.model.name, str(r.planned.config.fold),
+    rows = [[r.planned.config.config_id, r.planned.config.model.name, "refit" if r.planned.config.refit else str(r.planned.config.fold),
              f"{r.status}" + (" (reused)" if r.reused else ""), str(r.epochs),
              "-" if r.best is None else f"{r.best:.4f}", f"{r.cost.wall_s:.1f}", f"{r.cost.cpu_hours:.5f}",
              f"{r.cost.gpu_hours:.5f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]

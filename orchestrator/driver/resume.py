@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from orchestrator.config import GridConfig
 from orchestrator.errors import InputError
-from orchestrator.protocol import TrialStatus
+from orchestrator.protocol import EVERY_EPOCH, TrialStatus
 from orchestrator.search.fold_rungs import FoldSeed
 from orchestrator.search.plan import PlannedTrial
 from orchestrator.storage import remove_tree
@@ -46,7 +46,7 @@ def sort_out(grid: GridConfig, plan: list[PlannedTrial], tracker: Tracker, resum
     prior = {k: v for k, v in prior_trials(tracker, grid.scheduler.metric).items() if k in {p.key for p in plan}}
     reused = [p for p in plan if p.key in prior and prior[p.key].ended]
     to_run = [p for p in plan if p not in reused]
-    continued = {p.key: _as_logged(tracker, prior[p.key], grid.scheduler.metric) for p in to_run if resume and p.key in prior}
+    continued = {p.key: _as_logged(tracker, prior[p.key]) for p in to_run if resume and p.key in prior}
     return Work(to_run, reused, continued, prior)
 
 
@@ -65,6 +65,7 @@ def start_afresh(work: Work, tracker: Tracker, resume: bool) -> None:
         remove_tree(p.config.layout.trial_dir(p.key))
 
 
-def _as_logged(tracker: Tracker, old: PriorTrial, metric: str) -> PriorTrial:
-    """An unfinished run's epochs as its metric history has them (its `epochs` tag is written only at its end)."""
-    return dataclasses.replace(old, epochs=max(metric_history(tracker, old.run_id, metric), default=0))
+def _as_logged(tracker: Tracker, old: PriorTrial) -> PriorTrial:
+    """An unfinished run's epochs as its history of EVERY_EPOCH has them (its `epochs` tag is written only at its
+    end)."""
+    return dataclasses.replace(old, epochs=max(metric_history(tracker, old.run_id, EVERY_EPOCH), default=0))

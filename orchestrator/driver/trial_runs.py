@@ -35,7 +35,8 @@ class TrialRuns:
         record.run_id = self.tracker.start_run(
             cfg.trial_key, "trial", parent_id=self.parent_id,
             tags={"config_id": cfg.config_id, "fold": str(cfg.fold), "model": cfg.model.name,
-                  "trial_key": cfg.trial_key, "status": str(TrialStatus.RUNNING), **environment_tags()},
+                  "trial_key": cfg.trial_key, "status": str(TrialStatus.RUNNING), **environment_tags(),
+                  **({"refit": "true"} if cfg.refit else {})},
         )
         self.tracker.log_params(record.run_id, searched_params(record))
         self.tracker.log_text(record.run_id, json.dumps(cfg.model_dump(mode="json"), indent=2), RunFiles.TRIAL_CONFIG)
@@ -63,19 +64,24 @@ class TrialRuns:
         self.tracker.log_text(record.run_id, record.error or "", RunFiles.ERROR)
 
     def log_predictions(self, record: TrialRecord, frames: dict[str, Any]) -> None:
-        """OOF (+ test) frames, their OOF scores, the fold's confusion matrix (named) and the best checkpoint's weights."""
-        from orchestrator.tracking.insight import confused_pairs, outcomes
-        from orchestrator.tracking.plots import confusion_figure
-
+        """OOF (+ test) frames, their OOF scores, the fold's confusion matrix (named) and the best checkpoint's weights
+        (a refit: its test frame and weights)."""
         self.tracker.log_metrics(record.run_id, frames.pop("metrics", {}), step=record.epochs)
         self.tracker.log_frames(record.run_id, frames)
-        targets, predicted = outcomes(frames["oof"])
-        pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
-        self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
-                                                                f"{record.key} OOF"), RunFiles.CONFUSION)
+        if "oof" in frames:
+            self._log_confusion(record, frames["oof"])
         with _local_model_file(record.best_checkpoint) as model_file:  # the writer keeps its own copy
             self.tracker.log_file(record.run_id, model_file, RunFiles.CHECKPOINT)
         record.predictions = True
+
+    def _log_confusion(self, record: TrialRecord, oof) -> None:
+        from orchestrator.tracking.insight import confused_pairs, outcomes
+        from orchestrator.tracking.plots import confusion_figure
+
+        targets, predicted = outcomes(oof)
+        pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
+        self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
+                                                                f"{record.key} OOF"), RunFiles.CONFUSION)
 
     def close(self, record: TrialRecord) -> None:
         """End the run with the record's status, epochs and best score."""
@@ -97,7 +103,9 @@ def trial_note(record: TrialRecord) -> str:
     best = "no score" if record.best is None else f"best {cfg.scheduler.metric} {record.best:.4f}"
     how = {TrialStatus.FINISHED: "ran to its end", TrialStatus.KILLED: "stopped early by the scheduler"}.get(
         record.status, str(record.status))
-    return (f"**{cfg.model.name}**, fold {cfg.fold} of config `{cfg.config_id}` ({searched}).\n\n"
+    what = (f"refit of config `{cfg.config_id}` on every training row, {cfg.train.epochs} epochs" if cfg.refit
+            else f"fold {cfg.fold} of config `{cfg.config_id}`")
+    return (f"**{cfg.model.name}**, {what} ({searched}).\n\n"
             f"{how} after {record.epochs} epoch(s); {best}; {record.cost.wall_s:.0f} s, {record.cost.render()}."
             + (f"\n\nError: `{record.error.strip().splitlines()[-1][:300]}`" if record.error else ""))
 

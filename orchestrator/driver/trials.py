@@ -56,7 +56,13 @@ class TrialBook:
         `reused`: ended trials of earlier runs (summary rows only); `axes`: search paths, read back from
         trials nobody planned ahead (searcher: optuna)."""
         self.axes = list(axes)
-        self.records = {p.key: TrialRecord(p) for p in plan}
+        self.records: dict[str, TrialRecord] = {}
+        self.add(plan, continued, reused)
+
+    def add(self, plan: Iterable[PlannedTrial], continued: dict[str, PriorTrial] | None = None,
+            reused: Iterable[tuple[PlannedTrial, PriorTrial]] = ()) -> None:
+        """More trials (a later phase's: refits), as the constructor takes them."""
+        self.records.update({p.key: TrialRecord(p) for p in plan})
         for key, old in (continued or {}).items():  # its run's history goes on after the last epoch it holds
             record = self.records[key]
             record.run_id, record.epochs, record.nodes, record.cost = old.run_id, old.epochs, list(old.nodes), old.cost

@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.blend import shift
+from orchestrator.board import read_csv, render
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
-from orchestrator.driver.leaderboard import read_csv, render
 from orchestrator.ensemble.fit import EnsembleResult, fit_members
-from orchestrator.ensemble.members import load_members
+from orchestrator.ensemble.members import load_members, use_refits
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles
 from orchestrator.protocol import TrialStatus
@@ -55,17 +55,22 @@ def main(argv: list[str] | None = None) -> int:
                          f"({grid.tracking.uri}); run `python -m orchestrator.run {args.grid}` first")
     result = fit_members(members, grid.scheduler.metric, grid.ensemble)
     say(result, grid.scheduler.metric)
+    refits = use_refits([m for m, w in zip(result.chosen, result.weights) if w > 0], grid.ensemble.refit_share)
+    for line in refits:
+        print(f"refit {line}")
 
     grid_run = latest_grid_run(tracker)
     classes = json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.CLASSES))
     run_id = tracker.start_run("ensemble", "ensemble", tags={"method": result.fit.method})
     log_run(tracker, run_id, grid, result, classes)
+    if refits:
+        tracker.log_text(run_id, "\n".join(refits), "refits.txt")
     output = _submission(grid, tracker, run_id, result, classes)
     published = _publish(grid, tracker, run_id, result, classes)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
     fit, metric = result.fit, grid.scheduler.metric
     _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(result.chosen, fit.weights)},
-                     f"**Ensemble** ({fit.method}, run `{run_id}`): OOF {metric} {fit.score:.4f} (best member "
+                     f"**Ensemble** ({fit.method}, run `{run_id}`): {_scores_text(result, metric)} (best member "
                      f"{result.scores[0]:.4f}); submission `{output or 'none (no test set)'}`; model "
                      f"`{published.registered or published.model_uri}`.")
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
@@ -75,16 +80,28 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def say(result: EnsembleResult, metric: str) -> None:
-    """The members' table, the methods compared, the ensemble's score, the offsets' verdict."""
+    """The members' table, the methods compared (by the score `auto` chose by), the ensemble's scores, the offsets'
+    verdict."""
     fit, chosen = result.fit, result.chosen
     table = [[m.config_id, m.model, f"{s:.4f}", f"{w:.3f}"] for m, s, w in zip(chosen, result.scores, fit.weights)]
     print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
     if len(fit.tried) > 1:
-        print("methods by OOF " + metric + ": " + ", ".join(f"{k} {v:.4f}" for k, v in fit.tried.items()) + f" -> {fit.method}")
-    print(f"\nensemble ({fit.method}, {int((fit.weights > 0).sum())} of {len(chosen)} members): OOF {metric} = "
-          f"{fit.score:.4f} (best member {result.scores[0]:.4f}, {len(result.rows)} OOF rows)")
+        cv, why = fit.tried_cv, "" if fit.tried_cv else " (fewer than 2 folds: nothing to hold out)"
+        scores = [f"{k} {cv[k]:.4f} ({v:.4f} in-sample)" if cv else f"{k} {v:.4f}" for k, v in fit.tried.items()]
+        print(f"methods by {fit.chosen_by} OOF {metric}{why}: {', '.join(scores)} -> {fit.method}")
+    print(f"\nensemble ({fit.method}, {int((fit.weights > 0).sum())} of {len(chosen)} members): "
+          f"{_scores_text(result, metric)} (best member {result.scores[0]:.4f}, {len(result.rows)} OOF rows)")
     if result.tuning is not None:
         print(result.tuning.summary())
+
+
+def _scores_text(result: EnsembleResult, metric: str) -> str:
+    """The ensemble's OOF score on the rows its weights were fitted on, beside the cross-validated one (which
+    estimates the submission's quality) or why there is none."""
+    fit = result.fit
+    cv = ("not cross-validated (fewer than 2 folds)" if fit.cv_score is None
+          else f"{fit.cv_score:.4f} cross-validated over {len(np.unique(result.folds))} folds")
+    return f"OOF {metric} {fit.score:.4f} fitted on these rows, {cv}"
 
 
 def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes: list[str]) -> None:
@@ -94,8 +111,10 @@ def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes
                    f"ensemble of {len(chosen)} configs, OOF ({len(result.rows)} rows)", "ensemble").log(tracker, run_id)
     tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": fit.method,
                                 "weights": json.dumps([round(float(w), 4) for w in fit.weights]), "top_k": str(cfg.top_k)})
-    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, f"best_member_oof_{metric}": result.scores[0],
-                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()}, **_tuning_metrics(result.tuning)},
+    cv = {} if fit.cv_score is None else {f"ensemble_oof_{metric}_cv": fit.cv_score}
+    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, **cv, f"best_member_oof_{metric}": result.scores[0],
+                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()},
+                                 **{f"method_cv_{k}": v for k, v in fit.tried_cv.items()}, **_tuning_metrics(result.tuning)},
                         step=0)
     tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, fit.weights)}, indent=2), "weights.json")
     if result.offsets is not None:
@@ -167,7 +186,7 @@ def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[s
     with tempfile.TemporaryDirectory() as folder:
         served_offsets = None if fit.method == "rank" else offsets  # rank's were fitted on ranks (see served_probabilities)
         spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets)
-        print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} fold models) ...",
+        print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
 

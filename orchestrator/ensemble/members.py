@@ -1,8 +1,15 @@
-"""Ensemble members: a grid's finished trials, read back from MLflow and grouped by config."""
+"""Ensemble members: a grid's finished trials, read back from MLflow and grouped by config.
+
+A config's member is its fold models (their OOF rows are what weights are fitted on) and, when the grid refitted
+it (`ensemble.refit`), the model trained on every row. The refit model has no OOF rows, so nothing can score it:
+it takes `ensemble.refit_share` of its member's test probabilities, a prior, and is checked against its fold
+models (`use_refits`): one whose test predictions agree with its folds' less than the least agreeing fold model
+agrees with the others is not used.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -13,17 +20,64 @@ from orchestrator.tracking.mlflow_store import Tracker
 
 @dataclass
 class Member:
-    """One config: its folds' OOF rows concatenated, its folds' test probabilities averaged."""
+    """One config: its folds' OOF rows concatenated, its folds' test probabilities averaged, and its refit."""
 
     config_id: str
     model: str
     oof: pd.DataFrame  # row_id, fold, target, prob_*; sorted by row_id
     test: pd.DataFrame | None  # row_id, image_path, prob_*; fold mean
-    run_ids: list[str]
+    run_ids: list[str]  # the fold trials' runs
+    fold_tests: list[np.ndarray] = field(default_factory=list)  # each fold model's test probabilities
+    refit_id: str | None = None  # the refit trial's run, if the grid refitted this config
+    refit_test: np.ndarray | None = None  # its test probabilities, in `test`'s row order
+    refit_share: float = 0.0  # what use_refits gave the refit model of the member's test probabilities
 
     @property
     def test_probs(self) -> np.ndarray:
-        return self.test.filter(like="prob_").to_numpy(np.float64)
+        """The member's test probabilities: its fold mean, blended with its refit model's by `refit_share`."""
+        folds = self.test.filter(like="prob_").to_numpy(np.float64)
+        if not self.refit_share:
+            return folds
+        return (1 - self.refit_share) * folds + self.refit_share * self.refit_test
+
+    def models(self) -> list[tuple[str, float]]:
+        """(run id, share of the member's probabilities) of each model the member is served with."""
+        folds = 1 - self.refit_share
+        out = [(run_id, folds / len(self.run_ids)) for run_id in self.run_ids] if folds > 0 else []
+        return out + ([(self.refit_id, self.refit_share)] if self.refit_share else [])
+
+
+def use_refits(members: list[Member], share: float) -> list[str]:
+    """Give each member's refit model `share` of its test probabilities where it passes the check against its fold
+    models (module docstring); returns one line per member with a refit: what it got, and why."""
+    lines = []
+    for member in members:
+        if member.refit_id is None:
+            continue
+        if member.refit_test is None or member.test is None:
+            member.refit_share = share  # no test rows to check it on: the prior alone
+            lines.append(f"{member.config_id}: its refit model takes {share:g} of its probabilities (no test rows to "
+                         f"check it against its fold models)")
+            continue
+        own, least = agreement(member.refit_test, member.fold_tests)
+        member.refit_share = share if least is None or own >= least else 0.0
+        verdict = (f"takes {share:g} of its test probabilities, its fold models the rest" if member.refit_share
+                   else "is not used")
+        against = "" if least is None else f", its least agreeing fold model with the others {least:.1%}"
+        lines.append(f"{member.config_id}: its refit model {verdict} (its test classes agree with its fold models' mean on "
+                     f"{own:.1%} of test rows{against})")
+    return lines
+
+
+def agreement(refit: np.ndarray, folds: list[np.ndarray]) -> tuple[float, float | None]:
+    """(the share of test rows where the refit model's class is the fold mean's, the least such share of a fold model
+    against the mean of the other folds; None with one fold)."""
+    mean = sum(folds) / len(folds)
+    own = float((refit.argmax(1) == mean.argmax(1)).mean())
+    if len(folds) < 2:
+        return own, None
+    others = [(mean * len(folds) - f) / (len(folds) - 1) for f in folds]
+    return own, min(float((f.argmax(1) == o.argmax(1)).mean()) for f, o in zip(folds, others))
 
 
 def latest_trial_runs(tracker: Tracker) -> list:
@@ -35,10 +89,15 @@ def latest_trial_runs(tracker: Tracker) -> list:
 
 
 def load_members(tracker: Tracker, folds: list[int]) -> tuple[list[Member], list[str]]:
-    """Members whose every fold in `folds` has predictions; also the config ids left out, and why."""
+    """Members whose every fold in `folds` has predictions (with their refits, if any); also the config ids left
+    out, and why."""
     by_config: dict[str, list] = {}
+    refits: dict[str, object] = {}
     for run in latest_trial_runs(tracker):
-        by_config.setdefault(run.data.tags["config_id"], []).append(run)
+        if run.data.tags.get("refit") == "true":
+            refits[run.data.tags["config_id"]] = run
+        else:
+            by_config.setdefault(run.data.tags["config_id"], []).append(run)
     members, skipped = [], []
     for config_id, runs in sorted(by_config.items()):
         have = sorted(int(r.data.tags["fold"]) for r in runs)
@@ -47,10 +106,28 @@ def load_members(tracker: Tracker, folds: list[int]) -> tuple[list[Member], list
             continue
         runs = [r for r in runs if int(r.data.tags["fold"]) in folds]
         oof = pd.concat([tracker.load_frame(r.info.run_id, RunFiles.OOF) for r in runs]).sort_values("row_id")
-        tests = [tracker.load_frame(r.info.run_id, RunFiles.TEST) for r in runs if _has(tracker, r, RunFiles.TEST)]
-        members.append(Member(config_id, runs[0].data.tags["model"], oof.reset_index(drop=True),
-                              _mean_test(tests) if len(tests) == len(runs) else None, [r.info.run_id for r in runs]))
+        tests = [_test(tracker, r) for r in runs]
+        complete = all(t is not None for t in tests)
+        member = Member(config_id, runs[0].data.tags["model"], oof.reset_index(drop=True),
+                        _mean_test(tests) if complete else None, [r.info.run_id for r in runs],
+                        [_probs(t) for t in tests] if complete else [])
+        if config_id in refits:
+            member.refit_id = refits[config_id].info.run_id
+            refit_test = _test(tracker, refits[config_id])
+            member.refit_test = None if refit_test is None else _probs(refit_test)
+        members.append(member)
     return members, skipped
+
+
+def _test(tracker: Tracker, run) -> pd.DataFrame | None:
+    """A run's test probabilities, sorted by row id (None: the source has no test set)."""
+    if not _has(tracker, run, RunFiles.TEST):
+        return None
+    return tracker.load_frame(run.info.run_id, RunFiles.TEST).sort_values("row_id").reset_index(drop=True)
+
+
+def _probs(frame: pd.DataFrame) -> np.ndarray:
+    return frame.filter(like="prob_").to_numpy(np.float64)
 
 
 def _has(tracker: Tracker, run, name: str) -> bool:
@@ -58,7 +135,6 @@ def _has(tracker: Tracker, run, name: str) -> bool:
 
 
 def _mean_test(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    frames = [f.sort_values("row_id").reset_index(drop=True) for f in frames]
-    mean = sum(f.filter(like="prob_").to_numpy(np.float64) for f in frames) / len(frames)
+    mean = sum(_probs(f) for f in frames) / len(frames)
     out = frames[0][["row_id", "image_path"]].copy()
     return pd.concat([out, pd.DataFrame(mean, columns=frames[0].filter(like="prob_").columns)], axis=1)

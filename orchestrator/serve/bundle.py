@@ -1,7 +1,8 @@
 """The ensemble as a folder of files: what the served model loads, and nothing it has to ask MLflow for.
 
-    ensemble.json                   classes, method, members (config_id, weight, fold trial keys), macro-F1 offsets
-    <trial_key>/model.pt            a fold's best-epoch weights (a state_dict, loaded weights-only)
+    ensemble.json                   classes, method, members (config_id, weight, their models' trial keys and
+                                    shares), macro-F1 offsets
+    <trial_key>/model.pt            a fold's best-epoch weights, or a refit's last (a state_dict, loaded weights-only)
     <trial_key>/trial_config.json   its resolved TrialConfig: model name, image size, framing, TTA
 
 Only members with a weight above zero are kept: the others would cost inference and
@@ -24,7 +25,11 @@ SPEC = "ensemble.json"
 class MemberSpec:
     config_id: str
     weight: float
-    folds: list[str]  # trial keys: one folder each; the member's probabilities are their mean
+    folds: list[str]  # trial keys (fold models, and a refit model): one folder each
+    shares: list[float] | None = None  # each model's share of the member's probabilities (None: equal, their mean)
+
+    def model_shares(self) -> list[float]:
+        return self.shares if self.shares is not None else [1 / len(self.folds)] * len(self.folds)
 
 
 @dataclass(frozen=True)
@@ -44,13 +49,14 @@ class EnsembleSpec:
 
 
 def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path, offsets=None) -> EnsembleSpec:
-    """Download every weighted member's fold checkpoints and configs from its MLflow runs into `folder`."""
+    """Download every weighted member's models' checkpoints and configs (its folds', and its refit's where it has a
+    share) from their MLflow runs into `folder`."""
     kept = []
     for member, weight in zip(members, weights):
         if weight <= 0:
             continue
         keys = []
-        for run_id in member.run_ids:
+        for run_id, _ in member.models():
             key = tracker.client.get_run(run_id).data.tags["trial_key"]
             target = folder / key
             target.mkdir(parents=True)
@@ -60,7 +66,7 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
                     local.replace(target / local.name)
                     local.parent.rmdir()
             keys.append(key)
-        kept.append(MemberSpec(member.config_id, float(weight), keys))
+        kept.append(MemberSpec(member.config_id, float(weight), keys, [float(share) for _, share in member.models()]))
     spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets])
     spec.save(folder)
     return spec

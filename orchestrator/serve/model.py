@@ -89,18 +89,19 @@ class Ensemble:
                                    "cpu" if device == "auto" else device)
         self.groups: dict[str, dict[str, Any]] = {}  # framing key -> {read, transform, models: [(member, trial, model, normalize)]}
         for index, member in enumerate(self.spec.members):
-            for key in member.folds:
+            for key, share in zip(member.folds, member.model_shares()):
                 trial = TrialConfig.model_validate_json((folder / key / "trial_config.json").read_text())
                 model = create_model(trial.model.name, len(self.spec.classes), pretrained=False, heads=trial.model.heads)
                 load_weights(folder / key, model)
                 model.to(self.device).eval()
                 read, transform = eval_pipeline(trial)
                 group = self.groups.setdefault(_framing_key(trial), {"read": read, "transform": transform, "models": []})
-                group["models"].append((index, trial, model, Normalize(*normalization(model))))
+                group["models"].append((index, share, trial, model, Normalize(*normalization(model))))
 
     def probabilities(self, sources: list[Any], batch_size: int = 64, workers: int = 0) -> np.ndarray:
-        """(rows, classes): each member's fold mean, blended with the member weights as the ensemble job blends
-        (hard votes for `vote`), shifted by the macro-F1 offsets when the job kept them."""
+        """(rows, classes): each member's models (its folds, and its refit) combined by their shares, blended with
+        the member weights as the ensemble job blends (hard votes for `vote`), shifted by the macro-F1 offsets when
+        the job kept them."""
         import torch
 
         from orchestrator.blend import blend, shift
@@ -114,12 +115,11 @@ class Ensemble:
             loader = torch.utils.data.DataLoader(data, batch_size=batch_size, num_workers=workers)
             start = 0
             for images, _ in loader:
-                for index, trial, model, normalize in group["models"]:
+                for index, share, trial, model, normalize in group["models"]:
                     probs = batch_probs(model, images, self.device, trial.tta, normalize).numpy()
-                    sums[index, start:start + len(images)] += probs
+                    sums[index, start:start + len(images)] += share * probs
                 start += len(images)
-        means = sums / np.array([len(m.folds) for m in members])[:, None, None]
-        return shift(blend(list(means), np.array([m.weight for m in members]), self.spec.method), self.spec.offsets)
+        return shift(blend(list(sums), np.array([m.weight for m in members]), self.spec.method), self.spec.offsets)
 
 
 def _framing_key(trial) -> str:

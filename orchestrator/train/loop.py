@@ -60,6 +60,11 @@ class TrialState:
         self.since_best += 1
         return False
 
+    def advance(self, epoch: int) -> bool:
+        """A refit's epoch `epoch` (no validation rows: the latest epoch is the one kept); always a new best."""
+        self.next_epoch = self.best_epoch = epoch + 1
+        return True
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -199,7 +204,8 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     seed_everything(trial.seed * 1000 + trial.fold)
     device = cuda_device()
     setup = build_trial(trial)
-    val_loader, val_targets = setup.val_loader(session.rank, session.world), setup.val_rows["target"].tolist()
+    # a refit has no validation rows: it trains its epochs and keeps the last one
+    val_loader = None if trial.refit else setup.val_loader(session.rank, session.world)
     optimizer = create_optimizer(setup.model, cfg.optimizer)
     metric, mode = trial.scheduler.metric, trial.scheduler.mode
     model, loader = session.prepare(setup.model, setup.train_loader(), device)
@@ -227,11 +233,14 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             train_time = time.perf_counter() - start
             if not math.isfinite(train_loss):
                 raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-            scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, val_targets, device, setup.normalize,
-                                        session.world, trial.model.heads)
+            scores, per_head = {}, {}
+            if val_loader is not None:
+                scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, setup.val_rows["target"].tolist(),
+                                            device, setup.normalize, session.world, trial.model.heads)
             if scheduler is not None:
-                scheduler.step(epoch + 1, scores[metric])
-            improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+                scheduler.step(epoch + 1, scores.get(metric))  # None: a plateau schedule keeps its rate in a refit
+            improved = progress.advance(epoch) if trial.refit else \
+                progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
             done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
             epoch_time = time.perf_counter() - start
             held = predict_s = 0.0

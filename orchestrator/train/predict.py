@@ -101,25 +101,30 @@ def predict_trial(trial: TrialConfig, checkpoint_dir: str, device: torch.device 
 def predict_frames(setup: TrialSetup, model: torch.nn.Module, device: torch.device) -> dict:
     """`model` (on `device`) predicts the fold's validation rows (OOF) and the test rows.
 
-    Returns {"oof": frame, "test": frame (if a test set exists), "metrics": {...}}; with
+    Returns {"oof": frame (not for a refit), "test": frame (if a test set exists), "metrics": {...}}; with
     TTA the frames hold TTA probabilities and the metrics hold the OOF scores without
     and with it (`oof_acc`, `oof_acc_tta`, ...), so its effect is on record.
     """
     trial = setup.trial
-    val = setup.val_rows
+    out = {"metrics": {}} if trial.refit else oof_frames(setup, model, device)  # a refit has no OOF rows
+    test = setup.test_rows()
+    if test is not None:
+        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize),
+                                  row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
+    return out
+
+
+def oof_frames(setup: TrialSetup, model: torch.nn.Module, device: torch.device) -> dict:
+    """{"oof": the fold's validation rows' probabilities, "metrics": their scores (and with TTA, without it)}."""
+    trial, val = setup.trial, setup.val_rows
     targets = val["target"].to_numpy()
     oof = predict_probs(model, setup.eval_loader(val), device, normalize=setup.normalize)
     metrics = oof_metrics(oof, targets)
     if trial.tta is not None:
         oof = predict_probs(model, setup.eval_loader(val), device, trial.tta, setup.normalize)
         metrics.update(oof_metrics(oof, targets, "_tta"))
-    out = {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
-           "metrics": metrics}
-    test = setup.test_rows()
-    if test is not None:
-        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize),
-                                  row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
-    return out
+    return {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
+            "metrics": metrics}
 
 
 def save_frames(frames: dict, folder: str) -> None:
@@ -140,7 +145,8 @@ def load_frames(folder: str) -> dict:
 
     from orchestrator.storage import exists, join, read_parquet, read_text
 
-    frames = {"oof": read_parquet(join(folder, "oof.parquet")), "metrics": json.loads(read_text(join(folder, "metrics.json")))}
-    if exists(join(folder, "test.parquet")):
-        frames["test"] = read_parquet(join(folder, "test.parquet"))
+    frames = {"metrics": json.loads(read_text(join(folder, "metrics.json")))}
+    for name in ("oof", "test"):  # a refit has no OOF, a source without a test set no test
+        if exists(join(folder, f"{name}.parquet")):
+            frames[name] = read_parquet(join(folder, f"{name}.parquet"))
     return frames

@@ -55,19 +55,21 @@ def test_the_registered_ensemble_predicts_new_images_and_serves_them(tmp_path, q
                           tracking={"uri": mlflow_on_s3, "storage": f"s3://{bucket}/runs", "keep_weights": True})
     grid["data"]["folds"] = {"kind": "stratified", "n_splits": 2}
     grid["train"]["epochs"] = 2
+    grid["ensemble"]["refit"] = "best"  # the served model and the submission blend the refit with the fold models
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
     stored = s3.keys(bucket, f"runs/{NAME}/")
     assert f"runs/{NAME}/data/folds.parquet" in stored
-    # keep_weights: each of the 2 ended trials keeps its best checkpoint, committed (manifest; no .partial copies),
-    # without its optimizer state
-    assert sum(k.endswith("/MANIFEST.json") for k in stored) == 2, stored
+    # keep_weights: each of the 3 ended trials (2 folds, the refit) keeps its best checkpoint, committed (manifest;
+    # no .partial copies), without its optimizer state
+    assert sum(k.endswith("/MANIFEST.json") for k in stored) == 3, stored
     assert not any(k.endswith("/train_state.pt") for k in stored)
     assert not any(".partial" in k for k in stored)
     assert any(k.endswith("/checkpoint/model.pt") for k in s3.keys("mlflow-artifacts"))  # the server's artifacts
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlartifacts").exists()
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0 and f"model: models:/{NAME}@champion" in ensemble.stdout
+    assert "refit model takes 0.5 of" in ensemble.stdout and "(3 models)" in ensemble.stdout, ensemble.stdout
 
     # the competition's own test set through the registered model: the submission the ensemble job wrote
     again = run_cli("orchestrator.predict", str(grid_file), str(quickdraw_root), "--format", "submission",

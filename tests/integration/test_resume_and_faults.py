@@ -60,12 +60,14 @@ def steps(uri: str, run_id: str, metric: str = "val_acc") -> list[int]:
 
 def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, report_figure, s3):
     """(b) kill -9 the driver mid-grid, damage the unfinished trial's latest checkpoint, --resume: every trial ends
-    FINISHED once, one run per identity; (c) add a model and run again: only its trials train, and the ensemble
-    sees old and new. Storage: a bucket, the endpoint in the URI's query."""
+    FINISHED once, one run per identity; the same for the best config's refit on all rows, killed in its turn;
+    (c) add a model and run again: only its trials train, and the ensemble sees old and new (and the refit).
+    Storage: a bucket, the endpoint in the URI's query."""
     bucket = s3.bucket("resume")
     grid = quickdraw_grid(quickdraw_root, "resume", models=[{"name": "resnet10t"}], scheduler={"kind": "fifo"},
                           search={"train.optimizer.lr": {"grid": [3.0e-3, 1.0e-3]}},
                           tracking={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage": f"s3://{bucket}/grids{s3.query()}"})
+    grid["ensemble"]["refit"] = "best"
     grid["train"]["epochs"] = 3
     grid["data"]["folds"]["use"] = [0]
     grid["resources"]["max_concurrent_trials"] = 1
@@ -82,16 +84,27 @@ def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, r
     (unfinished,) = [key for key, status in before.items() if status == "RUNNING"]
     damaged = truncate_latest_checkpoint(s3, bucket, f"grids/resume/trials/{unfinished}/")
 
-    resumed = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "(1 reused from earlier runs, 1 continued)" in resumed.stdout
-    assert re.search(r"started again after epoch [123]", resumed.stdout)
-    assert f"{unfinished}: checkpoint {damaged} is damaged (model.pt has 100 bytes" in resumed.stdout
-    assert re.search(rf"{unfinished}: .*(continues from checkpoint epoch_000|starts afresh from epoch 1)", resumed.stdout)
+    process, log = start_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
+    wait_for(log, r"-refit resnet10t: epoch 1/3", process, timeout=600)  # the folds ended; the refit is killed too
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    resumed = log.read_text()
+    assert "(1 reused from earlier runs, 1 continued)" in resumed
+    assert re.search(r"started again after epoch [123]", resumed)
+    assert f"{unfinished}: checkpoint {damaged} is damaged (model.pt has 100 bytes" in resumed
+    assert re.search(rf"{unfinished}: .*(continues from checkpoint epoch_000|starts afresh from epoch 1)", resumed)
+    (refit_key,) = re.findall(r"(\w+-refit) resnet10t: epoch 1/3", resumed)
+
+    again = run_cli("orchestrator.run", str(grid_file), "--resume", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert re.search(rf"{refit_key} resnet10t: started again after epoch [123]", again.stdout), again.stdout
     runs = trial_runs(uri, "resume")
-    assert len(runs) == 2 and {r.data.tags["trial_key"] for r in runs} == set(before)  # one run per identity
+    folds = [r for r in runs if r.data.tags.get("refit") != "true"]
+    assert len(folds) == 2 and {r.data.tags["trial_key"] for r in folds} == set(before)  # one run per identity
     assert all(r.info.status == "FINISHED" and r.data.tags["predictions"] == "true" for r in runs)
-    assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in runs)  # continued, never restarted or duplicated
+    assert all(steps(uri, r.info.run_id) == [1, 2, 3] for r in folds)  # continued, never restarted or duplicated
+    (refit,) = [r for r in runs if r.data.tags.get("refit") == "true"]  # one run, its epochs logged once each
+    assert refit.data.tags["trial_key"] == refit_key and steps(uri, refit.info.run_id, "train_loss") == [1, 2, 3]
     parents = [r for r in mlflow_runs(uri, "resume") if r.data.tags["orchestrator.role"] == "grid"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "resumed" in parents[0].data.tags
 
@@ -100,15 +113,16 @@ def test_resume_after_driver_kill_then_grow_the_grid(tmp_path, quickdraw_root, r
                     cwd=tmp_path)
     assert grown.returncode == 0, grown.stderr
     assert "2 trials to run (2 reused from earlier runs, 0 continued)" in grown.stdout
-    runs = trial_runs(uri, "resume")
+    runs = [r for r in trial_runs(uri, "resume") if r.data.tags.get("refit") != "true"]
     assert collections.Counter(r.data.tags["model"] for r in runs) == {"resnet10t": 2, "test_vit": 2}
     assert len({r.data.tags["trial_key"] for r in runs}) == 4
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr
     assert re.search(r"of 4 members\): OOF", ensemble.stdout), ensemble.stdout  # old and new configs together
+    assert re.search(rf"refit {refit_key.removesuffix('-refit')}: ", ensemble.stdout), ensemble.stdout
     report_figure(f"driver kill -9 mid-grid, the latest checkpoint ({damaged}) truncated, --resume on S3 storage: "
-                  f"2 identities, 2 child runs FINISHED, epochs 1-3 logged once each; grown by a model: 2 new trials "
-                  f"trained, 2 reused, ensemble over 4 configs")
+                  f"2 identities, 2 child runs FINISHED, epochs 1-3 logged once each; the best config's refit killed "
+                  f"and resumed the same way; grown by a model: 2 new trials trained, 2 reused, ensemble over 4 configs")
 
 
 def truncate_latest_checkpoint(s3, bucket: str, prefix: str) -> str:

@@ -6,8 +6,9 @@ import math
 
 import pytest
 
+from orchestrator.board import markdown, render
 from orchestrator.config import ResourcesConfig, TrialTables, parse_grid
-from orchestrator.driver.leaderboard import leaderboard, markdown, render
+from orchestrator.driver.leaderboard import leaderboard
 from orchestrator.driver.time_account import TimeAccount
 from orchestrator.driver.trials import TrialBook
 from orchestrator.protocol import TrialStatus

@@ -72,3 +72,26 @@ def test_sparse_checkpoints_resume_from_the_last_resumable_one_and_keep_each_bes
     assert [(r.epoch, r.replay) for r in resumed] == [(1, False), (2, False), (3, False), (4, False)]
     assert resumed[-1].val_acc == pytest.approx(straight[-1].val_acc, rel=1e-5)
     assert resumable(folder, 4) and resumed[-1].best_epoch == straight[-1].best_epoch
+
+
+def test_a_refit_trains_on_every_row_keeps_its_last_epoch_and_predicts_only_the_test_rows(minimal_grid, tmp_path):
+    """fold REFIT: no validation rows (no scores, no early stopping), the last epoch is the best, no OOF; a kill
+    resumes it like any trial."""
+    from orchestrator.config import REFIT
+    from orchestrator.train.predict import load_frames
+    from orchestrator.train.setup import build_trial
+
+    fold = a_trial(minimal_grid, tmp_path, epochs=3, early_stopping={"patience": 1})
+    trial = fold.model_copy(update={"fold": REFIT})
+    setup = build_trial(trial)
+    assert trial.trial_key.endswith("-refit") and setup.val_rows.empty
+    assert len(setup.train_rows) == len(build_trial(fold).train_rows) + len(build_trial(fold).val_rows)
+    with pytest.raises(Interrupted):
+        run(trial, stop_after=2)
+    reports = run(trial)
+    assert [(r.epoch, r.replay) for r in reports] == [(2, True), (3, False)]
+    last = reports[-1]
+    assert last.trial_done and last.best_epoch == 3 and last.best_score is None and last.predicted
+    assert "val_acc" not in last.metrics() and "train_loss" in last.metrics()
+    frames = load_frames(trial.layout.predictions(trial.trial_key))
+    assert "oof" not in frames and ("test" in frames) == (trial.tables.test_path is not None)

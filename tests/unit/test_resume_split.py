@@ -27,7 +27,7 @@ def test_a_rerun_reuses_ended_trials_and_abandons_or_continues_the_rest(minimal_
     prior = {plan[0].key: PriorTrial("r0", TrialStatus.FINISHED, 1, 0.9, True),
              plan[1].key: PriorTrial("r1", TrialStatus.RUNNING, 0, None, False)}
     monkeypatch.setattr(resume, "prior_trials", lambda tracker, metric: prior)
-    monkeypatch.setattr(resume, "_as_logged", lambda tracker, old, metric: old)
+    monkeypatch.setattr(resume, "_as_logged", lambda tracker, old: old)
     for p in plan:
         (tmp_path / "store" / "tiny" / "trials" / p.key).mkdir(parents=True)
 
