@@ -262,12 +262,13 @@ def refit_study(root: Path, work: Path, args) -> None:
 
     The grid is the one a new user runs with the tool's defaults: test_resnet and test_vit, 3 folds, fold_asha.
     Per seed: its fold ensemble; the same grid run again with `ensemble.refit: members` (the folds are reused,
-    only the refits train) and ensembled with each member's refit at share 0.5 and alone; a plain PyTorch loop
-    training test_resnet once on every row. Then the medians over the seeds.
+    only the refits train) and ensembled with each member's refit at shares 0.25 to 1 (alone); a plain PyTorch
+    loop training test_resnet once on every row. Then the medians over the seeds.
     """
     from orchestrator.tracking.mlflow_store import Tracker
 
-    columns = ["fold ensemble", "refit + folds (0.5)", "refit alone", "plain loop, all rows"]
+    shares = (0.0, 0.25, 0.5, 0.75, 1.0)  # the refits' share of their members: 0 is the fold ensemble, 1 the refits alone
+    columns = ["fold ensemble", *(f"refit share {s:g}" for s in shares[1:-1]), "refits alone", "plain loop, all rows"]
     results = []
     for seed in range(args.seeds):
         grid = base_grid(root, work, args)
@@ -283,14 +284,13 @@ def refit_study(root: Path, work: Path, args) -> None:
 
         grid_s = cli("orchestrator.run", str(path), cwd=work)
         refit_s = cli("orchestrator.run", str(path), "--set", "ensemble.refit=members", cwd=work)
-        folds = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=0")
-        blended = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=0.5")
-        alone = ensemble_scores(path, work, tracker_of, "ensemble.refit_share=1")
+        ensembles = [ensemble_scores(path, work, tracker_of, f"ensemble.refit_share={share}") for share in shares]
+        folds = ensembles[0]
         start = time.perf_counter()
         plain = plain_loop(root, work, argparse.Namespace(**{**vars(args), "model": "test_resnet", "image_size": 32}),
                            grid["name"], folds_trained=None, seed=seed)
         plain_s = time.perf_counter() - start
-        held = [folds["test_acc"], blended["test_acc"], alone["test_acc"], plain["test_acc"]]
+        held = [e["test_acc"] for e in ensembles] + [plain["test_acc"]]
         results.append(held)
         print(f"seed {seed}: held-out acc " + ", ".join(f"{c} {v:.4f}" for c, v in zip(columns, held))
               + f"; ensemble OOF acc {folds['oof']:.4f} fitted on its rows, {folds['oof_cv']:.4f} cross-validated; "
@@ -393,8 +393,9 @@ def ensemble_rows(work: Path, grid: dict, tracker_of, reference: float, key: str
         oof = m.get("ensemble_oof_val_acc", m.get("ensemble_oof_val_f1", float("nan")))
         tuned = (f", offsets {'kept' if m.get('f1_offsets_kept') else 'dropped'} (OOF F1 {m['oof_f1_before_offsets']:.4f} -> "
                  f"{m['oof_f1_offsets_cv']:.4f} cross-validated)") if offsets == "on" else ""
-        what = f"ensemble of every variant, {run.data.tags['method']}{tuned}"
         metric = "val_acc" if "ensemble_oof_val_acc" in m else "val_f1"
+        cv = m.get(f"ensemble_oof_{metric}_cv", float("nan"))
+        what = f"ensemble of every variant, {run.data.tags['method']} (OOF {oof:.4f} fitted, {cv:.4f} cross-validated){tuned}"
         rows.append([f"ensemble {method}" + (" + f1_offsets" if offsets == "on" else ""), what,
                      *((f"{oof:.4f}", "") if metric == "val_acc" else ("", f"{oof:.4f}")),
                      f"{m['holdout_accuracy']:.4f}", f"{m['holdout_f1']:.4f}",

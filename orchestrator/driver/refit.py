@@ -39,7 +39,7 @@ def plan_refits(grid: GridConfig, tracker: Tracker, records: Iterable[TrialRecor
             folds.setdefault(record.planned.config.config_id, []).append(record)
     # this grid's configs only: the experiment also holds other rounds' (a pseudo round's teacher's) and configs
     # a grid.yaml no longer plans, whose rows and recipe are not this run's
-    members = [m for m in load_members(tracker, grid.data.folds.folds_to_train())[0] if m.config_id in folds]
+    members = [m for m in load_members(tracker, grid.data.folds.folds_to_train(), tests=False)[0] if m.config_id in folds]
     if not members:
         return []
     result = fit_members(members, grid.scheduler.metric, grid.ensemble)

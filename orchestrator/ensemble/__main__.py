@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"({grid.tracking.uri}); run `python -m orchestrator.run {args.grid}` first")
     result = fit_members(members, grid.scheduler.metric, grid.ensemble)
     say(result, grid.scheduler.metric)
-    refits = use_refits([m for m, w in zip(result.chosen, result.weights) if w > 0], grid.ensemble.refit_share)
-    for line in refits:
-        print(f"refit {line}")
+    refits = _refits(result, grid.ensemble)
 
     grid_run = latest_grid_run(tracker)
     classes = json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.CLASSES))
@@ -72,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(result.chosen, fit.weights)},
                      f"**Ensemble** ({fit.method}, run `{run_id}`): {_scores_text(result, metric)} (best member "
                      f"{result.scores[0]:.4f}); submission `{output or 'none (no test set)'}`; model "
-                     f"`{published.registered or published.model_uri}`.")
+                     f"`{published.registered or published.model_uri}`." + "".join(f"\n\nRefit {r}" for r in refits))
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
           f"{args.grid} IMAGES --output preds.csv")
@@ -93,6 +91,18 @@ def say(result: EnsembleResult, metric: str) -> None:
           f"{_scores_text(result, metric)} (best member {result.scores[0]:.4f}, {len(result.rows)} OOF rows)")
     if result.tuning is not None:
         print(result.tuning.summary())
+
+
+def _refits(result: EnsembleResult, cfg) -> list[str]:
+    """Give the weighted members' refit models their shares (members.use_refits) and say what each got, and why."""
+    weighted = [m for m, w in zip(result.chosen, result.weights) if w > 0]
+    lines = use_refits(weighted, cfg.refit_share)
+    for line in lines:
+        print(f"refit {line}")
+    if cfg.refit != "none" and not lines:
+        print(f"refit: no weighted member has a refit run yet (`python -m orchestrator.run` trains them with "
+              f"ensemble.refit: {cfg.refit}); the submission is the fold models'")
+    return lines
 
 
 def _scores_text(result: EnsembleResult, metric: str) -> str:

@@ -27,7 +27,7 @@ class Member:
     oof: pd.DataFrame  # row_id, fold, target, prob_*; sorted by row_id
     test: pd.DataFrame | None  # row_id, image_path, prob_*; fold mean
     run_ids: list[str]  # the fold trials' runs
-    fold_tests: list[np.ndarray] = field(default_factory=list)  # each fold model's test probabilities
+    fold_tests: list[np.ndarray] = field(default_factory=list)  # each fold model's test probabilities (refit: kept)
     refit_id: str | None = None  # the refit trial's run, if the grid refitted this config
     refit_test: np.ndarray | None = None  # its test probabilities, in `test`'s row order
     refit_share: float = 0.0  # what use_refits gave the refit model of the member's test probabilities
@@ -88,9 +88,9 @@ def latest_trial_runs(tracker: Tracker) -> list:
     return list(newest.values())
 
 
-def load_members(tracker: Tracker, folds: list[int]) -> tuple[list[Member], list[str]]:
+def load_members(tracker: Tracker, folds: list[int], tests: bool = True) -> tuple[list[Member], list[str]]:
     """Members whose every fold in `folds` has predictions (with their refits, if any); also the config ids left
-    out, and why."""
+    out, and why. `tests=False`: their OOF rows alone (what choosing among them needs), no test probabilities."""
     by_config: dict[str, list] = {}
     refits: dict[str, object] = {}
     for run in latest_trial_runs(tracker):
@@ -106,12 +106,14 @@ def load_members(tracker: Tracker, folds: list[int]) -> tuple[list[Member], list
             continue
         runs = [r for r in runs if int(r.data.tags["fold"]) in folds]
         oof = pd.concat([tracker.load_frame(r.info.run_id, RunFiles.OOF) for r in runs]).sort_values("row_id")
-        tests = [_test(tracker, r) for r in runs]
-        complete = all(t is not None for t in tests)
+        frames = [_test(tracker, r) for r in runs] if tests else [None]
+        complete = all(t is not None for t in frames)
         member = Member(config_id, runs[0].data.tags["model"], oof.reset_index(drop=True),
-                        _mean_test(tests) if complete else None, [r.info.run_id for r in runs],
-                        [_probs(t) for t in tests] if complete else [])
-        if config_id in refits:
+                        _mean_test(frames) if complete else None, [r.info.run_id for r in runs],
+                        # each fold's own probabilities only where a refit is checked against them (memory: a
+                        # grid's configs x folds x test rows x classes)
+                        [_probs(t) for t in frames] if complete and config_id in refits else [])
+        if config_id in refits and tests:
             member.refit_id = refits[config_id].info.run_id
             refit_test = _test(tracker, refits[config_id])
             member.refit_test = None if refit_test is None else _probs(refit_test)

@@ -233,8 +233,9 @@ def test_recipe_options_train_together_and_log_their_metrics(tmp_path, quickdraw
 
 def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     """The Mask layout end to end: folds by person, macro F1 tracked, a multi-head model beside a single-head one,
-    the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order; then a
-    pseudo-labelling round. Storage in a bucket on the S3 server (the endpoint from AWS_ENDPOINT_URL)."""
+    the ensemble's methods compared and its decisions tuned for macro F1, `ImageID,ans` in info.csv order, the
+    best config refitted on every row; then a pseudo-labelling round taught by that ensemble (refit included), and
+    refitted in its turn. Storage in a bucket on the S3 server (the endpoint from AWS_ENDPOINT_URL)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3.endpoint)
     bucket = s3.bucket("mask")
     grid = {"name": "mask", "data": {"source": "mask", "root": str(mask_root), "image_size": 16,
@@ -242,21 +243,25 @@ def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
             "models": [{"name": "test_resnet"}, {"name": "test_resnet", "heads": "mask"}],
             "train": {"epochs": 1, "batch_size": 8, "loss": {"heads": {"age": {"name": "focal", "weight": 2.0}}}},
             "scheduler": {"kind": "fifo", "mode": "max"}, "insight": {"gradcam_configs": 0, "gallery": 0},
-            "ensemble": {"method": "auto", "f1_offsets": "on"},
+            "ensemble": {"method": "auto", "f1_offsets": "on", "refit": "best"},
             "tracking": {"uri": "sqlite:///mlflow.db", "storage": f"s3://{bucket}/runs"}}
     grid_file = write_grid(tmp_path, grid)
     assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
     runs = mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
-    children = [r for r in runs if r.data.tags["orchestrator.role"] == "trial"]
+    children = [r for r in runs if r.data.tags["orchestrator.role"] == "trial" and r.data.tags.get("refit") != "true"]
     assert len(children) == 4 and all(c.info.status == "FINISHED" and "best_val_f1" in c.data.metrics for c in children)
+    (refit,) = [r for r in runs if r.data.tags.get("refit") == "true"]  # the best config, trained on every row
+    assert refit.info.status == "FINISHED" and refit.data.tags["predictions"] == "true"
     multi = [c for c in children if "val_f1_age" in c.data.metrics]  # per-head scores of the multi-head model
     assert len(multi) == 2 and {"val_acc_mask", "val_acc_gender", "val_f1_mask"} <= set(multi[0].data.metrics)
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0
-    assert "methods by OOF val_f1: hill_climb" in ensemble.stdout and "macro-F1 offsets: OOF F1" in ensemble.stdout
+    assert "methods by cross-validated OOF val_f1: hill_climb" in ensemble.stdout and "macro-F1 offsets: OOF F1" in ensemble.stdout
+    assert f"refit {refit.data.tags['config_id']}: its refit model" in ensemble.stdout, ensemble.stdout
     (ensemble_run,) = [r for r in mlflow_runs(f"sqlite:///{tmp_path / 'mlflow.db'}", "mask")
                        if r.data.tags["orchestrator.role"] == "ensemble"]
-    assert {"method_oof_vote", "oof_f1_before_offsets", "oof_f1_offsets_cv", "f1_offsets_kept"} <= set(ensemble_run.data.metrics)
+    assert {"method_oof_vote", "method_cv_vote", "ensemble_oof_val_f1_cv", "oof_f1_before_offsets", "oof_f1_offsets_cv",
+            "f1_offsets_kept"} <= set(ensemble_run.data.metrics)
     submission = pd.read_csv(tmp_path / "submission.csv", dtype={"ImageID": str})
     info = pd.read_csv(mask_root / "eval" / "info.csv")
     assert list(submission.columns) == ["ImageID", "ans"] and submission["ImageID"].tolist() == info["ImageID"].tolist()
@@ -270,9 +275,12 @@ def test_mask_grid_to_submission(tmp_path, mask_root, s3, monkeypatch):
     (pseudo_parent,) = [r for r in runs if r.data.tags["orchestrator.role"] == "grid" and "pseudo_teacher" in r.data.tags]
     assert pseudo_parent.data.tags["pseudo_teacher"] == ensemble_run.info.run_id and pseudo_parent.data.tags["pseudo_rows"] == "5"
     assert f"runs/{ensemble_run.info.run_id}" in pseudo_parent.data.tags["mlflow.note.content"]  # a link to its teacher
-    round_configs = {r.data.tags["config_id"] for r in runs if r.data.tags["orchestrator.role"] == "trial"
-                     and r.data.tags.get("mlflow.parentRunId") == pseudo_parent.info.run_id}
+    round_trials = [r for r in runs if r.data.tags["orchestrator.role"] == "trial"
+                    and r.data.tags.get("mlflow.parentRunId") == pseudo_parent.info.run_id]
+    round_configs = {r.data.tags["config_id"] for r in round_trials}
     assert len(round_configs) == 2  # its own configs: its rows differ, so nothing is reused
+    (round_refit,) = [r for r in round_trials if r.data.tags.get("refit") == "true"]  # its best config's, on its rows
+    assert round_refit.data.tags["config_id"] in round_configs and round_refit.info.status == "FINISHED"
     again = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert again.returncode == 0
     assert f"replacing {tmp_path / 'submission.csv'}: the previous one is kept in ensemble run {ensemble_run.info.run_id}" \

@@ -73,3 +73,17 @@ def test_a_refit_model_that_disagrees_with_its_folds_more_than_any_fold_does_is_
 def test_members_without_a_refit_are_left_as_they_are():
     m = member([one_hot([0, 1])], None)
     assert use_refits([m], 0.5) == [] and m.models() == [("f0", 1.0)]
+
+
+def test_a_refit_trains_the_budget_unless_a_fold_stopped_early_then_the_folds_mean_best_epoch(minimal_grid, monkeypatch):
+    from orchestrator.driver import refit
+    from orchestrator.driver.trials import TrialRecord
+
+    minimal_grid["train"]["epochs"] = 6
+    fold = fold_trial(minimal_grid)
+    histories = {"a": {1: 0.5, 2: 0.6, 3: 0.7, 4: 0.65}, "b": {1: 0.5, 2: 0.8, 3: 0.7}}  # best epochs 3 and 2
+    monkeypatch.setattr(refit, "metric_history", lambda tracker, run_id, metric: histories[run_id])
+    ran_out = [TrialRecord(fold, epochs=6), TrialRecord(fold, epochs=6)]
+    assert refit.refit_epochs(None, ["a", "b"], ran_out, "val_acc", "max") == 6
+    stopped = [TrialRecord(fold, epochs=4), TrialRecord(fold, epochs=6)]
+    assert refit.refit_epochs(None, ["a", "b"], stopped, "val_acc", "max") == 3  # (3 + 2) / 2, half rounds up

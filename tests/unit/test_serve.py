@@ -125,6 +125,15 @@ def test_the_ensemble_blends_its_members_with_their_weights(tmp_path, minimal_gr
     assert blended.shape == (5, 3) and np.allclose(blended.sum(1), 1.0, atol=1e-5)
     assert np.allclose(blended, 0.75 * alone[0] + 0.25 * alone[1], atol=1e-6)
 
+    # one member of two models (a fold model and a refit) combined by their shares, as members.Member.models gives them
+    (tmp_path / "one").mkdir()
+    EnsembleSpec(CLASSES, "hill_climb", [MemberSpec("one", 1.0, ["member0-f0", "member1-f0"], [0.25, 0.75])]).save(
+        tmp_path / "one")
+    for index in range(2):
+        (tmp_path / "one" / f"member{index}-f0").symlink_to(tmp_path / "both" / f"member{index}-f0")
+    shared = Ensemble(tmp_path / "one", device="cpu").probabilities(paths, batch_size=2)
+    assert np.allclose(shared, 0.25 * alone[0] + 0.75 * alone[1], atol=1e-6)
+
     spec = EnsembleSpec.load(tmp_path / "both")  # served as the ensemble job decided: hard votes, shifted by offsets
     offsets = [0.0, 0.0, 5.0]
     EnsembleSpec(CLASSES, "vote", spec.members, offsets).save(tmp_path / "both")
