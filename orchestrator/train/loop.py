@@ -24,6 +24,7 @@ import torch
 
 from orchestrator.config import TrialConfig
 from orchestrator.protocol import EpochReport
+from orchestrator.scoring import fast_macro_f1
 from orchestrator.train import checkpoint
 from orchestrator.train.checkpoint import load_state, load_weights
 from orchestrator.train.checkpointer import FULL, WEIGHTS, Checkpointer, CheckpointPolicy
@@ -76,8 +77,6 @@ def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, w
              heads: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """Loss, accuracy and macro F1 over the whole validation fold (`loader`: this rank's stride of `world`);
     and for a multi-head model, each head's accuracy and macro F1."""
-    from sklearn.metrics import f1_score
-
     logits = predict_logits(model, loader, device, normalize)
     if world > 1:
         gathered = [None] * world
@@ -89,7 +88,7 @@ def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, w
     scores = {  # EpochReport's validation scores
         "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
         "val_acc": (predicted == targets).float().mean().item(),
-        "val_f1": float(f1_score(targets.numpy(), predicted.numpy(), average="macro")),
+        "val_f1": fast_macro_f1(predicted.numpy(), targets.numpy(), logits.shape[1]),
     }
     return scores, head_scores(HEADS[heads], logits, targets) if heads else {}
 
@@ -200,73 +199,120 @@ def run_loop(trial: TrialConfig, session: Session) -> None:
 
 
 def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
-    cfg = trial.train
     seed_everything(trial.seed * 1000 + trial.fold)
-    device = cuda_device()
-    setup = build_trial(trial)
-    # a refit has no validation rows: it trains its epochs and keeps the last one
-    val_loader = None if trial.refit else setup.val_loader(session.rank, session.world)
-    optimizer = create_optimizer(setup.model, cfg.optimizer)
-    metric, mode = trial.scheduler.metric, trial.scheduler.mode
-    model, loader = session.prepare(setup.model, setup.train_loader(), device)
-    scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps), mode)
-    loss_fn = create_loss(cfg.loss, setup.class_counts(), trial.model.heads).to(device)
-    parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
-                        trial.data.image_size)
-    progress = restore(session, model, parts)
+    run = Training.build(trial, session, sampler)
+    progress = restore(session, run.model, run.parts)
     node, note = worker_node(), "; ".join(session.notes)  # the note goes with the first report, replayed or new
     if replay(session, progress, trial.attempt, note):
         return
     note = "" if progress.last_report else note
-    policy = CheckpointPolicy.of(cfg.checkpoint, trial.scheduler, cfg.epochs, sum(p.numel() for p in setup.model.parameters()))
+    cfg = trial.train
+    policy = CheckpointPolicy.of(cfg.checkpoint, trial.scheduler, cfg.epochs, sum(p.numel() for p in run.setup.model.parameters()))
     keeper = Checkpointer(session.trial_dir, cfg.checkpoint.background) if session.rank == 0 else None
     if keeper is not None:
         keeper.durable = (progress.best_epoch, progress.best_score)  # a restored best is committed
     try:
         for epoch in range(progress.next_epoch, cfg.epochs):
-            start = time.perf_counter()
-            # each epoch's randomness (shuffle order; augmentation without loader processes) is a function of the
-            # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
-            seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
-            setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
-            train_loss, seen, waited = train_one_epoch(model, loader, parts, epoch)
-            train_time = time.perf_counter() - start
-            if not math.isfinite(train_loss):
-                raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
-            scores, per_head = {}, {}
-            if val_loader is not None:
-                scores, per_head = evaluate(weight_sets(model, parts)[0], val_loader, setup.val_rows["target"].tolist(),
-                                            device, setup.normalize, session.world, trial.model.heads)
-            if scheduler is not None:
-                scheduler.step(epoch + 1, scores.get(metric))  # None: a plateau schedule keeps its rate in a refit
-            improved = progress.advance(epoch) if trial.refit else \
-                progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
-            done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
-            epoch_time = time.perf_counter() - start
-            held = predict_s = 0.0
-            predicted = False
-            if done and keeper is not None:
-                keeper.settle(block=True)  # the best epoch's checkpoint, which predictions may read
-                held = time.perf_counter() - start - epoch_time
-                predicted = predict_own(trial, setup, weight_sets(model, parts)[0], progress, device)
-                predict_s = time.perf_counter() - start - epoch_time - held
-            epoch_report = EpochReport(
-                epoch=epoch + 1, train_loss=train_loss, lr=optimizer.param_groups[0]["lr"], **scores,
-                epoch_time_s=epoch_time, images_per_s=seen * session.world / max(train_time, 1e-9), data_wait_s=waited,
-                trial_done=done, best_epoch=progress.best_epoch, best_score=progress.best_score, attempt=trial.attempt,
-                worker_node=node, predicted=predicted, predict_s=predict_s, system=sampler.take() if sampler is not None else {},
-                heads=per_head, restore_note=note)
+            report, improved = run.epoch(epoch, progress, keeper, node, note)
             note = ""
             if keeper is not None:
-                kind = policy.kind(epoch + 1, improved, done, keeper.busy())
-                # a trial's first checkpoint is waited for too: a stop before any report named a best would leave
-                # the driver nothing to predict from
-                wait = policy.waits(epoch + 1, kind) or not keeper.durable[0]
-                held += keep_checkpoint(keeper, kind, wait, epoch_report, model, parts, progress)
-                epoch_report = keeper.report(epoch_report, held)
-            session.report(epoch_report)
-            if done:
+                report = checkpointed(keeper, policy, report, improved, run, progress)
+            session.report(report)
+            if report.trial_done:
                 return
     finally:
         if keeper is not None:
             keeper.close()
+
+
+def checkpointed(keeper: Checkpointer, policy: CheckpointPolicy, report: EpochReport, improved: bool, run: Training,
+                 progress: TrialState) -> EpochReport:
+    """Keep the epoch's checkpoint as `policy` says (rank 0); the report with what the training was held for in
+    all (its `checkpoint_s` so far, and this) and the best epoch whose checkpoint is committed."""
+    kind = policy.kind(report.epoch, improved, report.trial_done, keeper.busy())
+    # a trial's first checkpoint is waited for too: a stop before any report named a best would leave the driver
+    # nothing to predict from
+    wait = policy.waits(report.epoch, kind) or not keeper.durable[0]
+    held = report.checkpoint_s + keep_checkpoint(keeper, kind, wait, report, run.model, run.parts, progress)
+    return keeper.report(report, held)
+
+
+@dataclass
+class Training:
+    """What a trial trains with, built once per start (a retry or a resume builds it again), and one epoch of it."""
+
+    trial: TrialConfig
+    session: Session
+    sampler: Any  # the rank-0 worker's SystemSampler, else None
+    device: torch.device
+    setup: TrialSetup
+    model: torch.nn.Module  # as the session prepared it (on the device; DDP-wrapped with workers)
+    loader: Any
+    val_loader: Any  # None for a refit: no validation rows, it trains its epochs and keeps the last one
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    parts: StepParts
+
+    @classmethod
+    def build(cls, trial: TrialConfig, session: Session, sampler: Any) -> Training:
+        cfg, device = trial.train, cuda_device()
+        setup = build_trial(trial)
+        val_loader = None if trial.refit else setup.val_loader(session.rank, session.world)
+        optimizer = create_optimizer(setup.model, cfg.optimizer)
+        model, loader = session.prepare(setup.model, setup.train_loader(), device)
+        scheduler = create_lr_scheduler(optimizer, cfg.scheduler, cfg.epochs, updates_per_epoch(len(loader), cfg.accumulate_steps),
+                                        trial.scheduler.mode)
+        loss_fn = create_loss(cfg.loss, setup.class_counts(), trial.model.heads).to(device)
+        parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
+                            trial.data.image_size)
+        return cls(trial, session, sampler, device, setup, model, loader, val_loader, optimizer, scheduler, parts)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights validation and predictions use (the EMA's, where there is one)."""
+        return weight_sets(self.model, self.parts)[0]
+
+    def epoch(self, epoch: int, progress: TrialState, keeper: Checkpointer | None, node: str,
+              note: str) -> tuple[EpochReport, bool]:
+        """Train and validate epoch `epoch` (0-based) and record it in `progress`; at the trial's end (rank 0) its
+        own predictions. Returns the epoch's report, before its checkpoint, and whether the epoch is a new best."""
+        trial, cfg, start = self.trial, self.trial.train, time.perf_counter()
+        # each epoch's randomness (shuffle order; augmentation without loader processes) is a function of the
+        # trial and the epoch, so a resumed trial trains as the uninterrupted one would have
+        seed_everything((trial.seed * 1000 + trial.fold) * 10_000 + epoch)
+        self.setup.start_epoch(epoch)  # curriculum: a function of the epoch alone, so a resumed trial gets the same
+        train_loss, seen, waited = train_one_epoch(self.model, self.loader, self.parts, epoch)
+        train_time = time.perf_counter() - start
+        if not math.isfinite(train_loss):
+            raise NonFiniteLossError(f"train_loss is {train_loss} in epoch {epoch + 1}: lower train.optimizer.lr or check the data")
+        scores, per_head = self.validate()
+        metric, mode = trial.scheduler.metric, trial.scheduler.mode
+        if self.scheduler is not None:
+            self.scheduler.step(epoch + 1, scores.get(metric))  # None: a plateau schedule keeps its rate in a refit
+        improved = progress.advance(epoch) if trial.refit else \
+            progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+        done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
+        epoch_time = time.perf_counter() - start
+        held, predicted, predict_s = self.finish(progress, keeper) if done and keeper is not None else (0.0, False, 0.0)
+        return EpochReport(
+            epoch=epoch + 1, train_loss=train_loss, lr=self.optimizer.param_groups[0]["lr"], **scores,
+            epoch_time_s=epoch_time, images_per_s=seen * self.session.world / max(train_time, 1e-9), data_wait_s=waited,
+            checkpoint_s=held, trial_done=done, best_epoch=progress.best_epoch, best_score=progress.best_score,
+            attempt=trial.attempt, worker_node=node, predicted=predicted, predict_s=predict_s,
+            system=self.sampler.take() if self.sampler is not None else {}, heads=per_head, restore_note=note), improved
+
+    def validate(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The fold's validation scores and, for a multi-head model, each head's ({} and {} for a refit)."""
+        if self.val_loader is None:
+            return {}, {}
+        return evaluate(self.evaluated, self.val_loader, self.setup.val_rows["target"].tolist(), self.device,
+                        self.setup.normalize, self.session.world, self.trial.model.heads)
+
+    def finish(self, progress: TrialState, keeper: Checkpointer) -> tuple[float, bool, float]:
+        """The trial's end on rank 0: wait for the best epoch's checkpoint (its predictions may read it), then
+        predict OOF + test here. Returns (seconds the wait held it, whether it predicted, seconds predicting)."""
+        start = time.perf_counter()
+        keeper.settle(block=True)
+        held = time.perf_counter() - start
+        predicted = predict_own(self.trial, self.setup, self.evaluated, progress, self.device)
+        return held, predicted, time.perf_counter() - start - held
