@@ -544,9 +544,10 @@ class EnsembleConfig(Strict):
 
     top_k: int = Field(5, ge=1)
     """the best configs (by mean fold score) that may get weight"""
-    method: Literal["mean", "hill_climb", "rank", "vote", "auto"] = "hill_climb"
-    """soft blends (mean | hill_climb | rank), hard majority voting (vote), or auto: each fitted on the OOF, the best
-    cross-validated score over the OOF folds kept (each fold blended with weights fitted on the others)"""
+    method: Literal["mean", "hill_climb", "rank", "vote", "best", "auto"] = "hill_climb"
+    """soft blends (mean | hill_climb | rank), hard majority voting (vote), the best member alone (best), or auto:
+    each fitted on the OOF, the best cross-validated score over the OOF folds kept (each fold blended with weights
+    fitted on the others)"""
     f1_offsets: Literal["auto", "on", "off"] = "auto"
     """per-class logit offsets fitted on the OOF to maximise macro F1, kept only if they gain under cross-validation
     over the OOF folds; auto: on when the grid's metric is val_f1"""

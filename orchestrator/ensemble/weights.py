@@ -83,10 +83,12 @@ def rank_transform(probs: np.ndarray) -> np.ndarray:
 def fit_weights(method: str, members: list[np.ndarray], y: np.ndarray, score: Score, iterations: int) -> np.ndarray:
     if method == "hill_climb":
         return hill_climb(members, y, score, iterations)
+    if method == "best":  # no blend: under cross-validation, whether blending beats picking one member at all
+        return np.eye(len(members))[best_member(members, y, score)]
     return np.full(len(members), 1 / len(members))  # mean, rank, vote: equal weights (rank transforms inputs)
 
 
-METHODS = ("hill_climb", "mean", "rank", "vote")  # what `auto` compares, in the order that wins a tie
+METHODS = ("hill_climb", "mean", "rank", "vote", "best")  # what `auto` compares, in the order that wins a tie
 
 
 def inputs_for(method: str, probs: list[np.ndarray]) -> list[np.ndarray]:
@@ -118,8 +120,8 @@ def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Sco
 
     A member whose weight does not hold up under the validation gets none: a member that got zero weight in a
     majority (more than half) of the per-fold fits gets zero in the final weights, which are fitted on every row
-    and renormalised; if that leaves no member, all weight goes to the best single member. Only hill_climb can
-    give a member zero weight; the other methods' equal weights always hold up.
+    and renormalised; if that leaves no member, all weight goes to the best single member. Only hill_climb and
+    best give a member zero weight; the other methods' equal weights always hold up.
     """
     folds = np.zeros(len(y), dtype=int) if folds is None else np.asarray(folds)
     fits = [_fit_method(name, probs, y, folds, score, iterations) for name in (METHODS if method == "auto" else (method,))]
