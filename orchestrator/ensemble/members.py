@@ -4,11 +4,12 @@ A config's member is its fold models (their OOF rows are what weights are fitted
 it (`ensemble.refit`), the model trained on every row. The refit model has no OOF rows, so nothing can score it:
 it takes `ensemble.refit_share` of its member's test probabilities, a prior, and is checked against its fold
 models (`use_refits`): one whose test predictions agree with its folds' less than the least agreeing fold model
-agrees with the others is not used.
+agrees with the others, by more than the sampling noise of the test rows (`noise`), is not used.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,13 +61,20 @@ def use_refits(members: list[Member], share: float) -> list[str]:
                          f"check it against its fold models)")
             continue
         own, least = agreement(member.refit_test, member.fold_tests)
-        member.refit_share = share if least is None or own >= least else 0.0
+        member.refit_share = share if least is None or own >= least - noise(least, len(member.refit_test)) else 0.0
         verdict = (f"takes {share:g} of its test probabilities, its fold models the rest" if member.refit_share
                    else "is not used")
-        against = "" if least is None else f", its least agreeing fold model with the others {least:.1%}"
+        against = "" if least is None else (f", its least agreeing fold model with the others {least:.1%} "
+                                            f"+- {noise(least, len(member.refit_test)):.1%}")
         lines.append(f"{member.config_id}: its refit model {verdict} (its test classes agree with its fold models' mean on "
                      f"{own:.1%} of test rows{against})")
     return lines
+
+
+def noise(share: float, rows: int) -> float:
+    """Two standard errors of an agreement `share` measured on `rows` test rows: a refit that agrees with its
+    folds a row or two less than a fold model does is sampling noise, not a diverged model."""
+    return 2 * math.sqrt(max(share * (1 - share), 1 / rows) / rows)
 
 
 def agreement(refit: np.ndarray, folds: list[np.ndarray]) -> tuple[float, float | None]:

@@ -87,3 +87,12 @@ def test_a_refit_trains_the_budget_unless_a_fold_stopped_early_then_the_folds_me
     assert refit.refit_epochs(None, ["a", "b"], ran_out, "val_acc", "max") == 6
     stopped = [TrialRecord(fold, epochs=4), TrialRecord(fold, epochs=6)]
     assert refit.refit_epochs(None, ["a", "b"], stopped, "val_acc", "max") == 3  # (3 + 2) / 2, half rounds up
+
+
+def test_a_refit_a_row_or_two_off_its_folds_is_sampling_noise_and_is_used():
+    classes = [i % 3 for i in range(360)]
+    folds = [one_hot(classes), one_hot(classes)]  # the fold models agree on every test row
+    one_off = member(folds, one_hot([(c + 1) % 3 if i == 0 else c for i, c in enumerate(classes)]))
+    five_off = member(folds, one_hot([(c + 1) % 3 if i < 5 else c for i, c in enumerate(classes)]))
+    use_refits([one_off, five_off], 0.5)
+    assert one_off.refit_share == 0.5 and five_off.refit_share == 0.0  # 2 standard errors of 360 rows: 0.56%
