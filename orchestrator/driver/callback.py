@@ -62,6 +62,7 @@ class TrackingCallback(Callback):
     def setup(self, **info):
         if not self.account.stretches:  # the grid's wall starts with its first Tune run (a refit's goes on in it)
             self.account = TimeAccount()
+        self.account.tune_started()
 
     @timed
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -135,6 +136,7 @@ class TrackingCallback(Callback):
         ready = self.predictions.ready(wait=True)  # waiting for the last tasks is not the driver's work
         with self.account.in_driver():
             self._log_predictions(ready)
+        self.account.tune_ended()
 
     # -------------------------------------------------------------- driver
 

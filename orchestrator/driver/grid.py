@@ -34,8 +34,8 @@ from orchestrator.driver.grid_run import close_parent, grid_datasets, open_paren
 from orchestrator.driver.leaderboard import leaderboard
 from orchestrator.driver.predictions import PredictionTasks
 from orchestrator.driver.progress import Progress, summary_rows
-from orchestrator.driver.refit import plan_refits, refit_grid
-from orchestrator.driver.resume import Work, sort_out, start_afresh
+from orchestrator.driver.refit import plan_refits, refit_grid, sort_out_refits
+from orchestrator.driver.resume import Work, retire, sort_out, start_afresh
 from orchestrator.driver.trial_runs import TrialRuns
 from orchestrator.driver.trials import TrialBook
 from orchestrator.errors import InputError, OutOfSpace
@@ -158,7 +158,7 @@ class GridRun:
             return False
         book = TrialBook([], reused=[(p, self.work.prior[p.key]) for p in self.work.reused])
         planned = plan_refits(self.grid, self.tracker, book.records.values())
-        self.refit_work = sort_out(refit_grid(self.grid), planned, self.tracker, self.resume)
+        self.refit_work, _ = sort_out_refits(self.grid, planned, self.tracker, self.resume)
         return bool(self.refit_work.to_run)
 
     def refit(self) -> tuple[Any, Any] | None:
@@ -168,7 +168,11 @@ class GridRun:
         if self.grid.ensemble.refit == "none" or any(r.status.open for r in records):
             return None  # interrupted: --resume refits after the folds
         grid = refit_grid(self.grid)
-        work = sort_out(grid, plan_refits(self.grid, self.tracker, records), self.tracker, self.resume)
+        work, stale = sort_out_refits(self.grid, plan_refits(self.grid, self.tracker, records), self.tracker, self.resume)
+        for p in stale:
+            print(f"{p.key}: its folds now find {p.config.train.epochs} epochs best, its earlier refit trained "
+                  f"{work.prior[p.key].epochs}: it trains again", flush=True)
+        retire(stale if self.resume else [], work, self.tracker)
         start_afresh(work, self.tracker, self.resume)
         self.book.add(work.to_run, work.continued, [(p, work.prior[p.key]) for p in work.reused])
         if not work.to_run:

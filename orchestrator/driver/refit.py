@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 
 from orchestrator.config import REFIT, GridConfig, TrialConfig
+from orchestrator.driver.resume import Work, sort_out
 from orchestrator.driver.trials import TrialRecord
 from orchestrator.ensemble.fit import fit_members
 from orchestrator.ensemble.members import load_members
@@ -39,18 +40,29 @@ def plan_refits(grid: GridConfig, tracker: Tracker, records: Iterable[TrialRecor
             folds.setdefault(record.planned.config.config_id, []).append(record)
     # this grid's configs only: the experiment also holds other rounds' (a pseudo round's teacher's) and configs
     # a grid.yaml no longer plans, whose rows and recipe are not this run's
-    members = [m for m in load_members(tracker, grid.data.folds.folds_to_train(), tests=False)[0] if m.config_id in folds]
+    members, _ = load_members(tracker, grid.data.folds.folds_to_train(), tests=False, configs=set(folds))
     if not members:
         return []
     result = fit_members(members, grid.scheduler.metric, grid.ensemble)
-    chosen = result.chosen[:1] if grid.ensemble.refit == "best" else \
-        [m for m, w in zip(result.chosen, result.weights) if w > 0]
+    weighted = sorted((w, -i, m) for i, (m, w) in enumerate(zip(result.chosen, result.weights)) if w > 0)
+    chosen = [m for _, _, m in reversed(weighted)]  # most weight first (held_up may leave the best by OOF none)
+    chosen = chosen[:1] if grid.ensemble.refit == "best" else chosen
     planned = []
     for member in chosen:
         group = folds[member.config_id]
         epochs = refit_epochs(tracker, member.run_ids, group, grid.scheduler.metric, grid.scheduler.mode)
         planned.append(refit_trial(group[0].planned, epochs))
     return planned
+
+
+def sort_out_refits(grid: GridConfig, planned: list[PlannedTrial], tracker: Tracker, resume: bool) -> tuple[Work, list]:
+    """`resume.sort_out` for refits, and the stale ones: ended refits trained for other epochs than their folds now
+    find best (the folds changed: a grown grid), moved to the trials to run (the caller retires their old runs)."""
+    work = sort_out(refit_grid(grid), planned, tracker, resume)
+    stale = [p for p in work.reused if work.prior[p.key].epochs != p.config.train.epochs]
+    work.reused = [p for p in work.reused if p not in stale]
+    work.to_run += stale
+    return work, stale
 
 
 def refit_epochs(tracker: Tracker, run_ids: list[str], folds: list[TrialRecord], metric: str, mode: str) -> int:

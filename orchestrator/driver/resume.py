@@ -56,12 +56,19 @@ def start_afresh(work: Work, tracker: Tracker, resume: bool) -> None:
     if resume:
         return
     abandoned = [p for p in work.to_run if p.key in work.prior]
-    for p in abandoned:
-        tracker.end_run(work.prior[p.key].run_id, TrialStatus.ABANDONED.mlflow_status, {"status": str(TrialStatus.ABANDONED)})
-    if abandoned:
-        print(f"{len(abandoned)} trial(s) of an earlier run did not end; they start afresh "
+    retire(abandoned, work, tracker)
+    unfinished = [p for p in abandoned if not work.prior[p.key].ended]  # (ended ones here: stale refits, said apart)
+    if unfinished:
+        print(f"{len(unfinished)} trial(s) of an earlier run did not end; they start afresh "
               f"(`--resume` would continue them from their last checkpoint)", flush=True)
     for p in work.to_run:
+        remove_tree(p.config.layout.trial_dir(p.key))
+
+
+def retire(trials: list[PlannedTrial], work: Work, tracker: Tracker) -> None:
+    """These trials' earlier runs become ABANDONED (a rerun no longer finds them) and their folders go."""
+    for p in trials:
+        tracker.end_run(work.prior[p.key].run_id, TrialStatus.ABANDONED.mlflow_status, {"status": str(TrialStatus.ABANDONED)})
         remove_tree(p.config.layout.trial_dir(p.key))
 
 

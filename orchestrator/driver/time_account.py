@@ -60,6 +60,7 @@ class TimeSummary:
     slots: int
     seconds: dict[str, float]  # slot seconds by part, idle included
     driver: float  # the driver's seconds in the callback
+    between_runs: float = 0.0  # the driver's work between the fold trials' Tune run and the refits' (not in `wall`)
 
     @property
     def slot_time(self) -> float:
@@ -73,6 +74,7 @@ class TimeSummary:
     def metrics(self) -> dict[str, float]:
         """For the parent MLflow run."""
         return {"time_wall_s": self.wall, "time_useful_share": self.useful_share, "time_driver_s": self.driver,
+                **({"time_between_runs_s": self.between_runs} if self.between_runs else {}),
                 **{f"time_{part.replace(' ', '_').replace('-', '_')}_s": s for part, s in self.seconds.items()}}
 
     def render(self) -> str:
@@ -81,6 +83,9 @@ class TimeSummary:
             share = seconds / self.slot_time if self.slot_time > 0 else 0.0
             lines.append(f"  {part:<16}{seconds:8.1f} s {share:6.1%}  {_MEANING[part]}")
         lines.append(f"  driver callback {self.driver:8.1f} s          MLflow logging and progress, in Tune's event loop")
+        if self.between_runs:
+            lines.append(f"  between runs    {self.between_runs:8.1f} s          insight and choosing refits, before the "
+                         f"refits' Tune run (no trial slots held)")
         return "\n".join(lines)
 
 
@@ -103,6 +108,8 @@ class TimeAccount:
         self.open: dict[str, Stretch] = {}
         self.predictions: list[tuple[str, float, float]] = []  # (key, start, end) of prediction tasks
         self.driver = 0.0
+        self.between_runs = 0.0  # the driver's own work between two Tune runs (insight, choosing refits): no slot's
+        self.run_ended: float | None = None
 
     def started(self, key: str) -> None:
         self.left(key)
@@ -133,6 +140,15 @@ class TimeAccount:
         held = sum((s.end if s.end is not None else now) - s.start for s in self.stretches if s.key == key)
         return held, sum(end - start for k, start, end in self.predictions if k == key)
 
+    def tune_ended(self) -> None:
+        self.run_ended = self.clock()
+
+    def tune_started(self) -> None:
+        """A later Tune run of the same grid (refits): the time since the last one ended is not slot time."""
+        if self.run_ended is not None:
+            self.between_runs += self.clock() - self.run_ended
+            self.run_ended = None
+
     @contextmanager
     def in_driver(self):
         start = self.clock()
@@ -148,6 +164,6 @@ class TimeAccount:
             for part, value in stretch.parts(now).items():
                 seconds[part] += value
         seconds["predictions"] += sum(end - start for _, start, end in self.predictions)
-        wall = now - self.begin
+        wall = now - self.begin - self.between_runs
         seconds["idle"] = max(0.0, slots * wall - sum(seconds.values()))
-        return TimeSummary(wall, slots, seconds, self.driver)
+        return TimeSummary(wall, slots, seconds, self.driver, self.between_runs)

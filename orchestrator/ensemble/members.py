@@ -55,10 +55,14 @@ def use_refits(members: list[Member], share: float) -> list[str]:
     for member in members:
         if member.refit_id is None:
             continue
-        if member.refit_test is None or member.test is None:
-            member.refit_share = share  # no test rows to check it on: the prior alone
+        if member.test is None:
+            member.refit_share = share  # no test set: the served model's share, unchecked
             lines.append(f"{member.config_id}: its refit model takes {share:g} of its probabilities (no test rows to "
                          f"check it against its fold models)")
+            continue
+        if member.refit_test is None:
+            lines.append(f"{member.config_id}: its refit model is not used (its test predictions are missing, or not "
+                         f"of its folds' test rows)")
             continue
         own, least = agreement(member.refit_test, member.fold_tests)
         member.refit_share = share if least is None or own >= least - noise(least, len(member.refit_test)) else 0.0
@@ -96,12 +100,16 @@ def latest_trial_runs(tracker: Tracker) -> list:
     return list(newest.values())
 
 
-def load_members(tracker: Tracker, folds: list[int], tests: bool = True) -> tuple[list[Member], list[str]]:
+def load_members(tracker: Tracker, folds: list[int], tests: bool = True,
+                 configs: set[str] | None = None) -> tuple[list[Member], list[str]]:
     """Members whose every fold in `folds` has predictions (with their refits, if any); also the config ids left
-    out, and why. `tests=False`: their OOF rows alone (what choosing among them needs), no test probabilities."""
+    out, and why. `tests=False`: their OOF rows alone (what choosing among them needs), no test probabilities;
+    `configs`: only these config ids (None: every config of the experiment)."""
     by_config: dict[str, list] = {}
     refits: dict[str, object] = {}
     for run in latest_trial_runs(tracker):
+        if configs is not None and run.data.tags["config_id"] not in configs:
+            continue
         if run.data.tags.get("refit") == "true":
             refits[run.data.tags["config_id"]] = run
         else:
@@ -124,7 +132,9 @@ def load_members(tracker: Tracker, folds: list[int], tests: bool = True) -> tupl
         if config_id in refits and tests:
             member.refit_id = refits[config_id].info.run_id
             refit_test = _test(tracker, refits[config_id])
-            member.refit_test = None if refit_test is None else _probs(refit_test)
+            same_rows = refit_test is not None and member.test is not None and \
+                refit_test["row_id"].tolist() == member.test["row_id"].tolist()
+            member.refit_test = _probs(refit_test) if same_rows else None
         members.append(member)
     return members, skipped
 

@@ -124,7 +124,9 @@ def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Sco
     best give a member zero weight; the other methods' equal weights always hold up.
     """
     folds = np.zeros(len(y), dtype=int) if folds is None else np.asarray(folds)
-    fits = [_fit_method(name, probs, y, folds, score, iterations) for name in (METHODS if method == "auto" else (method,))]
+    # rank blends ranks, not probabilities: a log loss of them means nothing, so auto leaves it out there
+    candidates = [m for m in METHODS if not (m == "rank" and score is neg_log_loss)] if method == "auto" else [method]
+    fits = [_fit_method(name, probs, y, folds, score, iterations) for name in candidates]
     cv = fits[0].cv_score is not None
     best = max(fits, key=lambda f: f.cv_score if cv else f.score)  # max keeps the first of equals: METHODS' order
     return dataclasses.replace(best, tried={f.method: f.score for f in fits},

@@ -289,9 +289,12 @@ class Training:
         metric, mode = trial.scheduler.metric, trial.scheduler.mode
         if self.scheduler is not None:
             self.scheduler.step(epoch + 1, scores.get(metric))  # None: a plateau schedule keeps its rate in a refit
-        improved = progress.advance(epoch) if trial.refit else \
-            progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
-        done = epoch + 1 == cfg.epochs or should_stop(trial, progress)
+        done = epoch + 1 == cfg.epochs
+        if trial.refit:  # its last epoch is the one kept: the others are not each a best for sparse checkpoints
+            improved = progress.advance(epoch) and done
+        else:
+            improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
+            done = done or should_stop(trial, progress)
         epoch_time = time.perf_counter() - start
         held, predicted, predict_s = self.finish(progress, keeper) if done and keeper is not None else (0.0, False, 0.0)
         return EpochReport(

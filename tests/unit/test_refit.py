@@ -96,3 +96,17 @@ def test_a_refit_a_row_or_two_off_its_folds_is_sampling_noise_and_is_used():
     five_off = member(folds, one_hot([(c + 1) % 3 if i < 5 else c for i, c in enumerate(classes)]))
     use_refits([one_off, five_off], 0.5)
     assert one_off.refit_share == 0.5 and five_off.refit_share == 0.0  # 2 standard errors of 360 rows: 0.56%
+
+
+@pytest.mark.parametrize(("earlier_epochs", "stale"), [(3, False), (2, True)])
+def test_an_ended_refit_is_reused_unless_its_folds_now_find_other_epochs_best(minimal_grid, monkeypatch, earlier_epochs,
+                                                                               stale):
+    from orchestrator.driver import refit, resume
+    from orchestrator.protocol import TrialStatus
+    from orchestrator.tracking.history import PriorTrial
+
+    planned = refit_trial(fold_trial(minimal_grid), epochs=3)
+    earlier = PriorTrial("run-1", TrialStatus.FINISHED, earlier_epochs, None, True)
+    monkeypatch.setattr(resume, "prior_trials", lambda tracker, metric: {planned.key: earlier})
+    work, found = refit.sort_out_refits(parse_grid(minimal_grid), [planned], None, resume=False)
+    assert (found == [planned]) is stale and (work.to_run == [planned]) is stale and (work.reused == [planned]) is not stale

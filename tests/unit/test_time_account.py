@@ -79,3 +79,24 @@ def test_a_trial_still_running_counts_up_to_now():
     account.reported("a", 1.0)
     clock.at(10)
     assert account.summary(slots=1).seconds["shutdown"] == pytest.approx(7)
+
+
+def test_the_driver_s_work_between_the_folds_and_the_refits_runs_is_not_slot_time():
+    clock = Clock()
+    account = TimeAccount(clock)
+    account.tune_started()
+    clock.at(1)
+    account.started("a")
+    clock.at(11)
+    account.reported("a", 10.0)
+    account.left("a")
+    account.tune_ended()
+    clock.at(71)  # a minute of insight and choosing refits
+    account.tune_started()
+    account.started("a-refit")
+    clock.at(81)
+    account.reported("a-refit", 10.0)
+    account.left("a-refit")
+    summary = account.summary(slots=1)
+    assert summary.between_runs == 60 and summary.wall == 21 and summary.seconds["epochs"] == 20
+    assert summary.seconds["idle"] == pytest.approx(1.0) and "between runs" in summary.render()
