@@ -558,9 +558,10 @@ class EnsembleConfig(Strict):
         """YAML reads a bare on / off as true / false."""
         return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
     refit: Literal["none", "best", "members"] = "none"
-    """after the grid's folds, `python -m orchestrator.run` trains again on every training row: the best config
-    (best), or every config the ensemble gives weight (members), each for the epochs its folds found best (their
-    mean best epoch where a fold stopped early, else the full budget); tracked trials without validation rows"""
+    """after the grid's folds, `python -m orchestrator.run` trains again on every training row: the config the
+    ensemble gives most weight (best), or every config it gives weight (members), each for the epochs its folds
+    found best (their mean best epoch where a fold stopped early, else the full budget; a refit of other epochs
+    trains again); tracked trials without validation rows"""
     refit_share: float = Field(0.5, ge=0, le=1)
     """a refit config's share of its member's test probabilities, the fold models' mean the rest (1: the refit
     model alone; 0.5: as much as all its fold models together); nothing can score a refit model (no row is left
