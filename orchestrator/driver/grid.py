@@ -63,7 +63,7 @@ class GridRun:
         self.grid, self.address, self.verbose, self.resume = grid, address, verbose, resume
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.slots = None  # trials at once: asked of the cluster at the first Tune run
-        self.refit_work = None  # the refits sorted out by refits_waiting (asked when every fold trial had ended)
+        self.refit_work = None  # (Work, stale refits) sorted out by refits_waiting, when every fold trial had ended
 
     def run(self) -> int:
         for key, value in MLFLOW_ENV.items():
@@ -158,8 +158,8 @@ class GridRun:
             return False
         book = TrialBook([], reused=[(p, self.work.prior[p.key]) for p in self.work.reused])
         planned = plan_refits(self.grid, self.tracker, book.records.values())
-        self.refit_work, _ = sort_out_refits(self.grid, planned, self.tracker, self.resume)
-        return bool(self.refit_work.to_run)
+        self.refit_work = sort_out_refits(self.grid, planned, self.tracker, self.resume)
+        return bool(self.refit_work[0].to_run)
 
     def refit(self) -> tuple[Any, Any] | None:
         """`ensemble.refit`: the configs it chooses trained again on every training row (driver/refit.py), once
@@ -168,11 +168,14 @@ class GridRun:
         if self.grid.ensemble.refit == "none" or any(r.status.open for r in records):
             return None  # interrupted: --resume refits after the folds
         grid = refit_grid(self.grid)
-        work, stale = sort_out_refits(self.grid, plan_refits(self.grid, self.tracker, records), self.tracker, self.resume)
+        # no fold trial trained here: refits_waiting sorted the refits out already, on the same records
+        work, stale = self.refit_work or sort_out_refits(self.grid, plan_refits(self.grid, self.tracker, records),
+                                                          self.tracker, self.resume)
         for p in stale:
             print(f"{p.key}: its folds now find {p.config.train.epochs} epochs best, its earlier refit trained "
                   f"{work.prior[p.key].epochs}: it trains again", flush=True)
-        retire(stale if self.resume else [], work, self.tracker)
+        if self.resume:  # without --resume, start_afresh retires them with the rest
+            retire(stale, work, self.tracker)
         start_afresh(work, self.tracker, self.resume)
         self.book.add(work.to_run, work.continued, [(p, work.prior[p.key]) for p in work.reused])
         if not work.to_run:
@@ -266,7 +269,8 @@ class GridRun:
         grid, work = self.grid, self.work
         book = TrialBook([], axes=list(grid.search), reused=[(p, work.prior[p.key]) for p in work.reused])
         if self.refit_work is not None:  # and so did every refit it asks for
-            book.add([], reused=[(p, self.refit_work.prior[p.key]) for p in self.refit_work.reused])
+            refits = self.refit_work[0]
+            book.add([], reused=[(p, refits.prior[p.key]) for p in refits.reused])
         print(f"nothing to train: all {len(work.reused)} trials of this grid ended in earlier runs and are reused "
               f"(add a model, a fold or a search value to train more)")
         print("\n" + render(leaderboard(book.records.values(), grid.scheduler.mode), grid.scheduler.metric))

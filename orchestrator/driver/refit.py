@@ -44,11 +44,10 @@ def plan_refits(grid: GridConfig, tracker: Tracker, records: Iterable[TrialRecor
     if not members:
         return []
     result = fit_members(members, grid.scheduler.metric, grid.ensemble)
-    weighted = sorted((w, -i, m) for i, (m, w) in enumerate(zip(result.chosen, result.weights)) if w > 0)
-    chosen = [m for _, _, m in reversed(weighted)]  # most weight first (held_up may leave the best by OOF none)
-    chosen = chosen[:1] if grid.ensemble.refit == "best" else chosen
+    # most weight first, the best by OOF first among equals (held_up may leave the best by OOF no weight)
+    order = sorted((i for i, w in enumerate(result.weights) if w > 0), key=lambda i: -result.weights[i])
     planned = []
-    for member in chosen:
+    for member in [result.chosen[i] for i in (order[:1] if grid.ensemble.refit == "best" else order)]:
         group = folds[member.config_id]
         epochs = refit_epochs(tracker, member.run_ids, group, grid.scheduler.metric, grid.scheduler.mode)
         planned.append(refit_trial(group[0].planned, epochs))

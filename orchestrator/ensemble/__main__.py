@@ -95,13 +95,12 @@ def say(result: EnsembleResult, metric: str) -> None:
 
 def _refits(result: EnsembleResult, cfg) -> list[str]:
     """Give the weighted members' refit models their shares (members.use_refits) and say what each got, and why."""
-    weighted = [m for m, w in zip(result.chosen, result.weights) if w > 0]
     if cfg.refit == "none":  # refit runs of an earlier setting stay out: the grid says none
         return []
-    lines = use_refits(weighted, cfg.refit_share)
+    lines = use_refits([m for m, w in zip(result.chosen, result.weights) if w > 0], cfg.refit_share)
     for line in lines:
         print(f"refit {line}")
-    if cfg.refit != "none" and not lines:
+    if not lines:
         print(f"refit: no weighted member has a refit run yet (`python -m orchestrator.run` trains them with "
               f"ensemble.refit: {cfg.refit}); the submission is the fold models'")
     return lines

@@ -65,11 +65,11 @@ def use_refits(members: list[Member], share: float) -> list[str]:
                          f"of its folds' test rows)")
             continue
         own, least = agreement(member.refit_test, member.fold_tests)
-        member.refit_share = share if least is None or own >= least - noise(least, len(member.refit_test)) else 0.0
+        margin = None if least is None else noise(least, len(member.refit_test))
+        member.refit_share = share if least is None or own >= least - margin else 0.0
         verdict = (f"takes {share:g} of its test probabilities, its fold models the rest" if member.refit_share
                    else "is not used")
-        against = "" if least is None else (f", its least agreeing fold model with the others {least:.1%} "
-                                            f"+- {noise(least, len(member.refit_test)):.1%}")
+        against = "" if least is None else f", its least agreeing fold model with the others {least:.1%} +- {margin:.1%}"
         lines.append(f"{member.config_id}: its refit model {verdict} (its test classes agree with its fold models' mean on "
                      f"{own:.1%} of test rows{against})")
     return lines
@@ -122,8 +122,8 @@ def load_members(tracker: Tracker, folds: list[int], tests: bool = True,
             continue
         runs = [r for r in runs if int(r.data.tags["fold"]) in folds]
         oof = pd.concat([tracker.load_frame(r.info.run_id, RunFiles.OOF) for r in runs]).sort_values("row_id")
-        frames = [_test(tracker, r) for r in runs] if tests else [None]
-        complete = all(t is not None for t in frames)
+        frames = [_test(tracker, r) for r in runs] if tests else []
+        complete = bool(frames) and all(t is not None for t in frames)
         member = Member(config_id, runs[0].data.tags["model"], oof.reset_index(drop=True),
                         _mean_test(frames) if complete else None, [r.info.run_id for r in runs],
                         # each fold's own probabilities only where a refit is checked against them (memory: a

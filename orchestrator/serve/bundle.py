@@ -55,8 +55,8 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
     for member, weight in zip(members, weights):
         if weight <= 0:
             continue
-        keys = []
-        for run_id, _ in member.models():
+        keys, models = [], member.models()
+        for run_id, _ in models:
             key = tracker.client.get_run(run_id).data.tags["trial_key"]
             target = folder / key
             target.mkdir(parents=True)
@@ -66,7 +66,7 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
                     local.replace(target / local.name)
                     local.parent.rmdir()
             keys.append(key)
-        kept.append(MemberSpec(member.config_id, float(weight), keys, [float(share) for _, share in member.models()]))
+        kept.append(MemberSpec(member.config_id, float(weight), keys, [float(share) for _, share in models]))
     spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets])
     spec.save(folder)
     return spec

@@ -61,10 +61,9 @@ class TrialState:
         self.since_best += 1
         return False
 
-    def advance(self, epoch: int) -> bool:
-        """A refit's epoch `epoch` (no validation rows: the latest epoch is the one kept); always a new best."""
+    def advance(self, epoch: int) -> None:
+        """A refit's epoch `epoch` (no validation rows: the latest epoch is the one kept)."""
         self.next_epoch = self.best_epoch = epoch + 1
-        return True
 
 
 def seed_everything(seed: int) -> None:
@@ -249,6 +248,7 @@ class Training:
     model: torch.nn.Module  # as the session prepared it (on the device; DDP-wrapped with workers)
     loader: Any
     val_loader: Any  # None for a refit: no validation rows, it trains its epochs and keeps the last one
+    val_targets: list[int]
     optimizer: torch.optim.Optimizer
     scheduler: Any
     parts: StepParts
@@ -265,7 +265,8 @@ class Training:
         loss_fn = create_loss(cfg.loss, setup.class_counts(), trial.model.heads).to(device)
         parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
                             trial.data.image_size)
-        return cls(trial, session, sampler, device, setup, model, loader, val_loader, optimizer, scheduler, parts)
+        return cls(trial, session, sampler, device, setup, model, loader, val_loader, setup.val_rows["target"].tolist(),
+                   optimizer, scheduler, parts)
 
     @property
     def evaluated(self) -> torch.nn.Module:
@@ -291,7 +292,8 @@ class Training:
             self.scheduler.step(epoch + 1, scores.get(metric))  # None: a plateau schedule keeps its rate in a refit
         done = epoch + 1 == cfg.epochs
         if trial.refit:  # its last epoch is the one kept: the others are not each a best for sparse checkpoints
-            improved = progress.advance(epoch) and done
+            progress.advance(epoch)
+            improved = done
         else:
             improved = progress.update(scores[metric], epoch, mode, cfg.early_stopping.min_delta if cfg.early_stopping else 0.0)
             done = done or should_stop(trial, progress)
@@ -308,8 +310,8 @@ class Training:
         """The fold's validation scores and, for a multi-head model, each head's ({} and {} for a refit)."""
         if self.val_loader is None:
             return {}, {}
-        return evaluate(self.evaluated, self.val_loader, self.setup.val_rows["target"].tolist(), self.device,
-                        self.setup.normalize, self.session.world, self.trial.model.heads)
+        return evaluate(self.evaluated, self.val_loader, self.val_targets, self.device, self.setup.normalize,
+                        self.session.world, self.trial.model.heads)
 
     def finish(self, progress: TrialState, keeper: Checkpointer) -> tuple[float, bool, float]:
         """The trial's end on rank 0: wait for the best epoch's checkpoint (its predictions may read it), then
