@@ -64,6 +64,9 @@ def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[t
 
 # --------------------------------------------------------------------------- data
 
+CSV_KEYS = {"train_csv", "train_images", "test_csv", "test_images", "id_column", "label_column", "group_column", "task",
+            "submit"}
+
 
 class FoldsConfig(Strict):
     kind: Literal["stratified", "stratified_group", "holdout"] = "stratified"
@@ -91,7 +94,8 @@ class DataConfig(Strict):
     """Where the images are and how they are framed and split."""
 
     source: str = "sketch_csv"
-    """how the data root is laid out: sketch_csv | mask | image_folder | demo (docs/data.md)"""
+    """how the data root is laid out: csv (your competition's CSV) | sketch_csv | mask | image_folder | demo
+    (docs/data.md)"""
     root: Path = Path("data")
     """the data's folder (relative paths: from where the command runs); image paths may not leave it"""
     image_size: int = Field(32, ge=8, le=2048)
@@ -104,6 +108,30 @@ class DataConfig(Strict):
     """mask: age < 30 -> 0, 30..59 -> 1, >= 60 -> 2"""
     test_root: Path | None = None
     """image_folder only: a flat folder of test images"""
+    train_csv: str = Field("train.csv", json_schema_extra=ADDED_LATER)
+    """csv: the training rows (an image id and a label per row), relative to data.root"""
+    train_images: str = Field("train_images", json_schema_extra=ADDED_LATER)
+    """csv: the folder of the training images, relative to data.root ("." for data.root itself)"""
+    test_csv: str | None = Field("sample_submission.csv", json_schema_extra=ADDED_LATER)
+    """csv: the rows to predict, in submission order (usually the sample submission); its columns are the
+    submission's. The default may be absent (then no test set); null: none"""
+    test_images: str = Field("test_images", json_schema_extra=ADDED_LATER)
+    """csv: the folder of the test images, relative to data.root"""
+    id_column: str | None = Field(None, json_schema_extra=ADDED_LATER)
+    """csv: the column naming each row's image: a file name, a stem (`<id>.png` is found when exactly one file
+    matches) or a relative path; null: the column named id, image_id, image, image_name, file_name, filename or
+    image_path, else the first column"""
+    label_column: str | None = Field(None, json_schema_extra=ADDED_LATER)
+    """csv: the column of class names (strings) or class numbers (ints); null: the column named label, labels,
+    target, class or category, else the second column of a two-column CSV"""
+    group_column: str | None = Field(None, json_schema_extra=ADDED_LATER)
+    """csv: rows of one group (a patient, a person) stay in one fold; set data.folds.kind: stratified_group"""
+    task: Literal["multiclass"] = Field("multiclass", json_schema_extra=ADDED_LATER)
+    """csv: multiclass (one label per image)"""
+    submit: Literal["auto", "labels", "probabilities"] = Field("auto", json_schema_extra=ADDED_LATER)
+    """csv: what the submission's values are. labels: class names in the label column; probabilities: one column
+    per class (when test_csv has them), or with two classes the second class's probability in the label column (a
+    binary AUC competition); auto: probabilities when test_csv has a column for every class, else labels"""
     loader_workers: int | None = Field(None, ge=0)
     """DataLoader processes; None = cpus_per_worker - 1"""
     cache: Literal["auto", "off"] | Annotated[int, Field(ge=8, le=2048)] = "auto"
@@ -117,6 +145,16 @@ class DataConfig(Strict):
         if len(bins) != 2 or not 0 < bins[0] < bins[1]:
             raise ValueError(f"give two increasing ages, e.g. [30, 60] (got {bins})")
         return bins
+
+    @model_validator(mode="after")
+    def _csv_keys_for_csv(self) -> DataConfig:
+        """The csv source's keys, set for another source, would be silently ignored: say so."""
+        defaults = {key: type(self).model_fields[key].default for key in CSV_KEYS}
+        stray = sorted(k for k in CSV_KEYS if getattr(self, k) != defaults[k]) if self.source != "csv" else []
+        if stray:
+            raise ValueError(f"{', '.join(stray)}: only the csv source reads {'it' if len(stray) == 1 else 'them'}; "
+                             f"set source: csv (your competition's CSV, docs/data.md) or remove {'it' if len(stray) == 1 else 'them'}")
+        return self
 
     @model_validator(mode="after")
     def _cache_covers_the_image(self) -> DataConfig:

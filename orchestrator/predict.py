@@ -4,9 +4,10 @@ MODEL: a grid.yaml (the model its ensemble job registered: models:/<name>@<ensem
 in the grid's tracking store), or an MLflow model URI (models:/name@alias, models:/name/3,
 runs:/<run id>/model) in --tracking-uri.
 INPUT: a folder of images (searched recursively), a CSV with an `image_path` column
-(relative to the CSV's folder), or a competition data root (sketch_csv: test.csv + test/;
-mask: eval/info.csv + eval/images/), for which `--format submission` writes the
-competition's submission file.
+(relative to the CSV's folder), or a competition data root (csv: the model's test CSV,
+e.g. sample_submission.csv, + test_images/; sketch_csv: test.csv + test/; mask:
+eval/info.csv + eval/images/), for which `--format submission` writes the competition's
+submission file (the csv source's: the test CSV's columns and row order).
 
 Output rows: image_path (as INPUT names it), target, class_name, top1_class, top1_prob, ...
 The model is the same pyfunc that `mlflow models serve` serves (orchestrator/serve/model.py).
@@ -74,6 +75,34 @@ def load_model(uri: str, tracking_uri: str, given: str):
                          f"`python -m orchestrator.ensemble {grid}` first, or check the URI") from None
 
 
+def model_format(uri: str, tracking_uri: str, given: str):
+    """The csv source's submission format the model carries in its metadata (None for the other sources), read
+    without loading the model."""
+    import mlflow
+
+    from orchestrator.data.submission import SubmissionFormat
+
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        metadata = mlflow.models.get_model_info(uri).metadata or {}
+    except Exception:
+        load_model(uri, tracking_uri, given)
+        raise
+    return SubmissionFormat.from_json(metadata.get("submission"))
+
+
+def class_probabilities(out, classes: list[str]):
+    """(rows, classes) probabilities from the model's top-k columns (k = every class)."""
+    import numpy as np
+
+    probs = np.zeros((len(out), len(classes)))
+    index = {name: k for k, name in enumerate(classes)}
+    for i in range(1, len(classes) + 1):
+        columns = out[f"top{i}_class"].map(index).to_numpy()
+        probs[np.arange(len(out)), columns] = out[f"top{i}_prob"].to_numpy()
+    return probs
+
+
 def predict_rows(model, rows, params: dict, given: str = "INPUT"):
     """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it
     (`given`: INPUT as the user gave it)."""
@@ -132,14 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.serve.inputs import read_inputs
 
     args = parse_args(argv)
-    inputs = read_inputs(args.input)
-    if args.format == "submission" and inputs.submission is None:
-        raise InputError(f"--format submission needs a competition data root (test.csv + test/, or eval/info.csv), a "
-                         f"test folder or an image; {args.input} is a {inputs.kind.split(' ')[0]}")
     uri, tracking_uri = resolve_model(args.model, args.tracking_uri, args.set)
+    inputs = read_inputs(args.input, lambda: model_format(uri, tracking_uri, args.model))
+    if args.format == "submission" and not inputs.writes_submission:
+        raise InputError(f"--format submission needs a competition data root (the csv source's test CSV + test "
+                         f"images, test.csv + test/, or eval/info.csv), a test folder or an image; {args.input} is a "
+                         f"{inputs.kind.split(' ')[0]}")
     print(f"{len(inputs.rows)} images from {inputs.kind}; model {uri} ({tracking_uri})", file=sys.stderr, flush=True)
     model = load_model(uri, tracking_uri, args.model)
-    params = {"topk": args.topk, "batch_size": args.batch_size, "device": args.device, "workers": args.workers}
+    classes = list(model.metadata.metadata["classes"])
+    every_class = args.format == "submission" and inputs.format is not None  # its writer takes every probability
+    params = {"topk": len(classes) if every_class else args.topk, "batch_size": args.batch_size, "device": args.device,
+              "workers": args.workers}
     if args.address:
         device, start = f"Ray at {args.address}", time.monotonic()
         out = predict_on_ray(args.address, uri, tracking_uri, inputs.rows, params)
@@ -148,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         out = predict_rows(model, inputs.rows, params, args.input)
     seconds = time.monotonic() - start
-    if args.format == "submission":
-        frame = inputs.submission(inputs.rows, out["target"].to_numpy(), list(model.metadata.metadata["classes"]))
+    if args.format == "submission" and inputs.format is not None:
+        frame = inputs.format.write(inputs.rows["rel_path"].to_numpy(), class_probabilities(out, classes),
+                                    out["target"].to_numpy(), classes)
+    elif args.format == "submission":
+        frame = inputs.submission(inputs.rows, out["target"].to_numpy(), classes)
     else:
         frame = out.copy()
         frame.insert(0, "image_path", inputs.rows["rel_path"].to_numpy())

@@ -33,6 +33,9 @@ class EpochReport:
     val_loss: float = metric(better="min")
     val_acc: float = metric(better="max")
     val_f1: float = metric(better="max")  # macro F1
+    val_logloss: float = metric(better="min")  # the competition metrics of orchestrator/metrics.py
+    val_auc: float = metric(better="max")
+    val_qwk: float = metric(better="max")
     lr: float = metric()
     epoch_time_s: float = metric()  # training + validation of this epoch
     images_per_s: float = metric()  # training images per second, summed over the trial's workers

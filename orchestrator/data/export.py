@@ -1,7 +1,8 @@
-"""Write image arrays in the sketch_csv competition layout (train.csv, train/, test.csv, test/).
+"""Write image arrays in a competition layout: sketch_csv (train.csv, train/, test.csv, test/) or the most common
+Kaggle one (train.csv of ids and class names, train_images/, test_images/, sample_submission.csv).
 
 The embedded demo (scikit-learn digits) and the quickdraw10 fixtures go through
-this, so they exercise the same loader as real competition data.
+this, so they exercise the same loaders as real competition data.
 """
 
 from __future__ import annotations
@@ -51,6 +52,37 @@ def export_sketch_csv(
     if root.exists():
         shutil.rmtree(root)
     tmp.rename(root)
+
+
+def export_kaggle_csv(images: np.ndarray, targets: np.ndarray, classes: list[str], root: Path, test_fraction: float = 0.2,
+                      seed: int = 0, probabilities: bool = False) -> None:
+    """Write uint8 (N, H, W) grey images as a Kaggle-style competition under `root`:
+
+        train.csv              image_id,label   (class names; ids without ".png", in a shuffled order)
+        train_images/<id>.png, test_images/<id>.png
+        sample_submission.csv  image_id,label   (test rows in a shuffled order), or with `probabilities`
+                               image_id,<class>,... (one column per class, not in sorted order)
+        test_labels.csv        image_id,label   (held-out labels: not read by the loader; the ensemble scores them)
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"{k:06x}" for k in rng.permutation(len(images)) * 7919 + 4099])  # unrelated to class or order
+    train_idx, test_idx = train_test_split(np.arange(len(images)), test_size=test_fraction, stratify=targets,
+                                           random_state=seed)
+    names = np.asarray(classes)
+    for split, idx in (("train_images", train_idx), ("test_images", test_idx)):
+        (root / split).mkdir(parents=True, exist_ok=True)
+        for i in idx:
+            Image.fromarray(images[i]).save(root / split / f"{ids[i]}.png")
+    train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
+    pd.DataFrame({"image_id": ids[train_idx], "label": names[targets[train_idx]]}).to_csv(root / "train.csv", index=False)
+    if probabilities:
+        shuffled = [classes[k] for k in rng.permutation(len(classes))]
+        sample = pd.DataFrame({"image_id": ids[test_idx], **{c: 1 / len(classes) for c in shuffled}})
+    else:
+        sample = pd.DataFrame({"image_id": ids[test_idx], "label": classes[0]})
+    sample.to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"image_id": ids[test_idx], "label": names[targets[test_idx]]}).to_csv(root / "test_labels.csv", index=False)
 
 
 def digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:

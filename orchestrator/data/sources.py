@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from orchestrator.data.csv_source import load_csv
 from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
 from orchestrator.data.mask import load_mask, mask_submission
 from orchestrator.data.tables import DataTables, read_csv, refuse_repeated, require_dir
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Source:
     load: Callable[[DataConfig], DataTables]
-    # (test table, predicted class index per row, class names) -> submission frame
-    submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame]
+    # (test table, predicted class index per row, class names) -> submission frame; None: the data's own
+    # SubmissionFormat (DataTables.submission) writes it
+    submission: Callable[[pd.DataFrame, np.ndarray, list[str]], pd.DataFrame] | None
     materializes: bool = False  # writes its data on first load (so --dry-run does not load it)
 
 
@@ -65,6 +67,12 @@ def image_rows(frame: pd.DataFrame, base: Path, csv: Path, training: bool) -> pd
     return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": rel})
 
 
+SKETCH_HINT = ("That is the sketch_csv layout (class_name,image_path,target + train/). For your competition's own "
+               "CSV (an image id and a label per row, train_images/, sample_submission.csv) set data.source: csv, and "
+               "data.id_column / data.label_column if the columns are not found by name (docs/data.md, \"Your "
+               "competition's CSV\")")
+
+
 def load_sketch_csv(cfg) -> DataTables:
     """`root/train.csv` (class_name,image_path,target[,group]) + `root/train/`; optional test.csv + test/."""
     root = Path(cfg.root)
@@ -72,7 +80,7 @@ def load_sketch_csv(cfg) -> DataTables:
     csv = root / "train.csv"
     if not csv.is_file():
         raise InputError(f"data.root: {csv} not found (the sketch_csv layout needs train.csv and train/)")
-    frame = read_csv(csv, {"image_path", "target"})
+    frame = read_csv(csv, {"image_path", "target"}, hint=SKETCH_HINT)
     classes = _classes_from(frame, csv)
     train = image_rows(frame, root / "train", csv, training=True)
     train["target"] = frame["target"].to_numpy()
@@ -160,6 +168,7 @@ def load_demo(cfg) -> DataTables:
 
 # keyed by catalog.SOURCES' names (where each source's fold kind and metric are, for config)
 SOURCES: dict[str, Source] = {
+    "csv": Source(load_csv, None),
     "mask": Source(load_mask, mask_submission),
     "sketch_csv": Source(load_sketch_csv, sketch_submission),
     "image_folder": Source(load_image_folder, folder_submission),

@@ -1,7 +1,7 @@
 """The one shape every source produces (`DataTables`), and the CSV checks sources share.
 
 train: row_id, image_path (absolute), rel_path, target, group
-test:  row_id, image_path (absolute), rel_path
+test:  row_id, image_path (absolute), rel_path (the csv source: the id its test CSV names the row by)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.data.submission import SubmissionFormat
 from orchestrator.errors import InputError
 
 
@@ -20,16 +21,19 @@ class DataTables:
     train: pd.DataFrame
     test: pd.DataFrame | None
     classes: list[str]
+    submission: SubmissionFormat | None = None  # the csv source's: the test CSV's shape (else the source's writer)
 
 
-def read_csv(path: Path, required: set[str], dtype: type | None = None) -> pd.DataFrame:
+def read_csv(path: Path, required: set[str], dtype: type | None = None, hint: str = "", **options) -> pd.DataFrame:
+    """The CSV at `path`, with `required` columns and a row at least; `hint`: the fix a missing column calls for."""
     try:
-        frame = pd.read_csv(path, dtype=dtype)
+        frame = pd.read_csv(path, dtype=dtype, **options)
     except Exception as err:  # noqa: BLE001 - parser errors, encoding errors...
         raise InputError(f"cannot read CSV: {err}", source=str(path)) from None
     missing = required - set(frame.columns)
     if missing:
-        raise InputError(f"missing column(s) {', '.join(sorted(missing))}; found {', '.join(frame.columns)}", source=str(path))
+        raise InputError(f"missing column(s) {', '.join(sorted(missing))}; found {', '.join(map(str, frame.columns))}"
+                         + (f". {hint}" if hint else ""), source=str(path))
     if frame.empty:
         raise InputError("has no rows", source=str(path))
     return frame

@@ -292,6 +292,9 @@ def dry_run(grid: GridConfig) -> int:
         num_classes, fingerprint = len(tables.classes), data_fingerprint(tables)
         note = (f"data ok: {len(tables.train)} train rows, {len(tables.classes)} classes, "
                 f"{0 if tables.test is None else len(tables.test)} test rows")
+        if tables.test is None:
+            print(f"warning: no test rows, so the ensemble will write no submission; {no_test_hint(grid)}",
+                  file=sys.stderr)
     tables = TrialTables(folds_path="(dry-run)", test_path=None, num_classes=num_classes, fingerprint=fingerprint)
     plan = plan_trials(grid, tables)
     if grid.searcher == "optuna":
@@ -312,6 +315,15 @@ def dry_run(grid: GridConfig) -> int:
         print(f"against MLflow ({grid.tracking.uri}): {ended} would be reused (ended earlier), {len(prior) - ended} "
               f"continued with --resume (started afresh without), {len(plan) - len(prior)} trained")
     return EXIT_OK
+
+
+def no_test_hint(grid: GridConfig) -> str:
+    """Where a source finds its test rows, for the warning that it found none."""
+    data = grid.data
+    where = {"csv": f"data.test_csv ({data.test_csv or 'null'}) with images in data.test_images ({data.test_images})",
+             "sketch_csv": "test.csv and test/ in data.root", "mask": "eval/info.csv and eval/images/ in data.root",
+             "image_folder": "data.test_root (a folder of test images)"}.get(data.source, "the source's test set")
+    return f"the {data.source} source reads them from {where}"
 
 
 def earlier_trials(grid: GridConfig) -> dict:

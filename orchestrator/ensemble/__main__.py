@@ -21,10 +21,12 @@ from orchestrator.blend import shift
 from orchestrator.board import read_csv, render
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
+from orchestrator.data.submission import SubmissionFormat
 from orchestrator.ensemble.fit import EnsembleResult, fit_members
 from orchestrator.ensemble.members import load_members, use_refits
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles
+from orchestrator.metrics import METRICS, log_loss
 from orchestrator.protocol import TrialStatus
 from orchestrator.render import render_table
 from orchestrator.scoring import fast_macro_f1
@@ -63,13 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     log_run(tracker, run_id, grid, result, classes)
     if refits:
         tracker.log_text(run_id, "\n".join(refits), "refits.txt")
-    output = _submission(grid, tracker, run_id, result, classes)
-    published = _publish(grid, tracker, run_id, result, classes)  # after the submission: a failure here keeps it
+    fmt = _submission_format(tracker, grid_run)
+    output = _submission(grid, tracker, run_id, result, classes, fmt)
+    published = _publish(grid, tracker, run_id, result, classes, fmt)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
     fit, metric = result.fit, grid.scheduler.metric
     _update_grid_run(tracker, grid, grid_run, {m.config_id: float(w) for m, w in zip(result.chosen, fit.weights)},
                      f"**Ensemble** ({fit.method}, run `{run_id}`): {_scores_text(result, metric)} (best member "
-                     f"{result.scores[0]:.4f}); submission `{output or 'none (no test set)'}`; model "
+                     f"{METRICS[metric].shown(result.scores[0]):.4f}); submission `{output or 'none (no test set)'}`; model "
                      f"`{published.registered or published.model_uri}`." + "".join(f"\n\nRefit {r}" for r in refits))
     print(f"ensemble run {run_id}; compare runs: {ui_command(grid.tracking.uri, tracker.experiment_id)}")
     print(f"model: {published.registered or published.model_uri}; predict new images: python -m orchestrator.predict "
@@ -80,15 +83,17 @@ def main(argv: list[str] | None = None) -> int:
 def say(result: EnsembleResult, metric: str) -> None:
     """The members' table, the methods compared (by the score `auto` chose by), the ensemble's scores, the offsets'
     verdict."""
-    fit, chosen = result.fit, result.chosen
-    table = [[m.config_id, m.model, f"{s:.4f}", f"{w:.3f}"] for m, s, w in zip(chosen, result.scores, fit.weights)]
+    fit, chosen, shown = result.fit, result.chosen, METRICS[metric].shown
+    table = [[m.config_id, m.model, f"{shown(s):.4f}", f"{w:.3f}"] for m, s, w in zip(chosen, result.scores, fit.weights)]
     print(render_table(["config_id", "model", f"OOF {metric}", "weight"], table))
     if len(fit.tried) > 1:
         cv, why = fit.tried_cv, "" if fit.tried_cv else " (fewer than 2 folds: nothing to hold out)"
-        scores = [f"{k} {cv[k]:.4f} ({v:.4f} in-sample)" if cv else f"{k} {v:.4f}" for k, v in fit.tried.items()]
+        scores = [f"{k} {shown(cv[k]):.4f} ({shown(v):.4f} in-sample)" if cv else f"{k} {shown(v):.4f}"
+                  for k, v in fit.tried.items()]
         print(f"methods by {fit.chosen_by} OOF {metric}{why}: {', '.join(scores)} -> {fit.method}")
     print(f"\nensemble ({fit.method}, {int((fit.weights > 0).sum())} of {len(chosen)} members): "
-          f"{_scores_text(result, metric)} (best member {result.scores[0]:.4f}, {len(result.rows)} OOF rows)")
+          f"{_scores_text(result, metric)} (best member {METRICS[metric].shown(result.scores[0]):.4f}, {len(result.rows)} "
+          f"OOF rows)")
     if result.tuning is not None:
         print(result.tuning.summary())
 
@@ -109,23 +114,25 @@ def _refits(result: EnsembleResult, cfg) -> list[str]:
 def _scores_text(result: EnsembleResult, metric: str) -> str:
     """The ensemble's OOF score on the rows its weights were fitted on, beside the cross-validated one (which
     estimates the submission's quality) or why there is none."""
-    fit = result.fit
+    fit, shown = result.fit, METRICS[metric].shown
     cv = ("not cross-validated (fewer than 2 folds)" if fit.cv_score is None
-          else f"{fit.cv_score:.4f} cross-validated over {len(np.unique(result.folds))} folds")
-    return f"OOF {metric} {fit.score:.4f} fitted on these rows, {cv}"
+          else f"{shown(fit.cv_score):.4f} cross-validated over {len(np.unique(result.folds))} folds")
+    return f"OOF {metric} {shown(fit.score):.4f} fitted on these rows, {cv}"
 
 
 def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes: list[str]) -> None:
     """The ensemble run's class report, params, scores, weights, offsets and member correlation."""
     fit, chosen, metric, cfg = result.fit, result.chosen, grid.scheduler.metric, grid.ensemble
+    shown = METRICS[metric].shown  # MLflow holds the competition's numbers (a log loss as a positive loss)
     ClassReport.of(result.y, shift(fit.oof, result.offsets).argmax(1), classes, grid.insight.top_confusions,
                    f"ensemble of {len(chosen)} configs, OOF ({len(result.rows)} rows)", "ensemble").log(tracker, run_id)
     tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": fit.method,
                                 "weights": json.dumps([round(float(w), 4) for w in fit.weights]), "top_k": str(cfg.top_k)})
-    cv = {} if fit.cv_score is None else {f"ensemble_oof_{metric}_cv": fit.cv_score}
-    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": fit.score, **cv, f"best_member_oof_{metric}": result.scores[0],
-                                 **{f"method_oof_{k}": v for k, v in fit.tried.items()},
-                                 **{f"method_cv_{k}": v for k, v in fit.tried_cv.items()}, **_tuning_metrics(result.tuning)},
+    cv = {} if fit.cv_score is None else {f"ensemble_oof_{metric}_cv": shown(fit.cv_score)}
+    tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": shown(fit.score), **cv,
+                                 f"best_member_oof_{metric}": shown(result.scores[0]),
+                                 **{f"method_oof_{k}": shown(v) for k, v in fit.tried.items()},
+                                 **{f"method_cv_{k}": shown(v) for k, v in fit.tried_cv.items()}, **_tuning_metrics(result.tuning)},
                         step=0)
     tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, fit.weights)}, indent=2), "weights.json")
     if result.offsets is not None:
@@ -157,8 +164,11 @@ def _say_replaced(output: Path, tracker, run_id: str) -> None:
     print(f"replacing {output}: no ensemble run of this grid wrote it, so it is kept as {kept}")
 
 
-def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str]) -> Path | None:
-    """Write (and log) the submission and the blended test probabilities; None when the source has no test set."""
+def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str],
+                fmt: SubmissionFormat | None) -> Path | None:
+    """Write (and log) the submission and the blended test probabilities; None when the source has no test set.
+
+    `fmt`: the competition's own shape (the csv source); else the source's writer."""
     from orchestrator.data.sources import SOURCES  # the sources' loaders: only a submission needs them
 
     chosen = result.chosen
@@ -167,7 +177,11 @@ def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: lis
         return None
     predicted, probs = result.test_predictions(), result.test_probabilities()
     test_table = chosen[0].test[["row_id", "image_path"]].rename(columns={"image_path": "rel_path"})
-    submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
+    if fmt is not None:
+        order = np.argsort(test_table["row_id"].to_numpy(), kind="stable")  # the test CSV's row order
+        submission = fmt.write(test_table["rel_path"].to_numpy()[order], probs[order], predicted[order], classes)
+    else:
+        submission = SOURCES[grid.data.source].submission(test_table, predicted, classes)
     output = Path(grid.ensemble.output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     _say_replaced(output, tracker, run_id)
@@ -178,16 +192,24 @@ def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: lis
     test_probs = chosen[0].test[["row_id", "image_path"]].reset_index(drop=True)  # pseudo-labels read these
     test_probs = test_probs.join(pd.DataFrame(probs, columns=[f"prob_{i}" for i in range(probs.shape[1])]))
     tracker.log_frames(run_id, {RunFiles.ENSEMBLE_TEST.removesuffix(".parquet"): test_probs})
-    print(f"submission: {output} ({len(submission)} rows)")
-    holdout = _holdout_scores(Path(grid.data.root), test_table, predicted)
+    print(f"submission: {output} ({len(submission)} rows, columns {', '.join(map(str, submission.columns))})")
+    holdout = _holdout_scores(grid, test_table, predicted, probs, classes)
     if holdout:
         tracker.log_metrics(run_id, holdout, step=0)
-        print(f"held-out test accuracy {holdout['holdout_accuracy']:.4f}, macro F1 {holdout['holdout_f1']:.4f} "
-              f"(labels from {grid.data.root}/test_labels.csv)")
+        print(f"held-out test accuracy {holdout['holdout_accuracy']:.4f}, macro F1 {holdout['holdout_f1']:.4f}, log loss "
+              f"{holdout['holdout_logloss']:.4f} (labels from {grid.data.root}/test_labels.csv)")
     return output
 
 
-def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str]):
+def _submission_format(tracker, grid_run) -> SubmissionFormat | None:
+    """The competition's submission shape the grid run logged (the csv source); None for the other sources."""
+    logged = {a.path for a in tracker.client.list_artifacts(grid_run.info.run_id, RunFiles.DATA)}
+    if RunFiles.SUBMISSION_FORMAT not in logged:
+        return None
+    return SubmissionFormat.from_json(json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.SUBMISSION_FORMAT)))
+
+
+def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str], fmt: SubmissionFormat | None):
     """The ensemble as an MLflow model on its run (registered under the grid's name unless `ensemble.register` is off)."""
     from orchestrator.serve.bundle import write_bundle  # torch (the bundle's loader), only when publishing
     from orchestrator.serve.publish import publish
@@ -196,7 +218,7 @@ def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[s
     example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
     with tempfile.TemporaryDirectory() as folder:
         served_offsets = None if fit.method == "rank" else offsets  # rank's were fitted on ranks (see served_probabilities)
-        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets)
+        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets, fmt)
         print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
@@ -216,15 +238,26 @@ def _update_grid_run(tracker, grid, parent, weights: dict[str, float], line: str
     print("\n" + render(board, grid.scheduler.metric))
 
 
-def _holdout_scores(root: Path, test_table, predicted: np.ndarray) -> dict[str, float]:
-    """Accuracy and macro F1 against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside test.csv."""
-    labels_file = root / "test_labels.csv"
+def _holdout_scores(grid, test_table, predicted: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Accuracy, macro F1 and log loss against `test_labels.csv`, which exported fixtures (demo, quickdraw) keep beside
+    the test CSV: image_path,target (sketch_csv) or the csv source's id and label columns (class names)."""
+    labels_file = Path(grid.data.root) / "test_labels.csv"
     if not labels_file.is_file():
         return {}
-    labels = pd.read_csv(labels_file).set_index("image_path")["target"]
-    truth = labels.reindex(test_table["rel_path"]).to_numpy()
-    classes = int(max(truth.max(), predicted.max())) + 1
-    return {"holdout_accuracy": float((truth == predicted).mean()), "holdout_f1": fast_macro_f1(predicted, truth, classes)}
+    labels = pd.read_csv(labels_file, dtype=str, keep_default_na=False)
+    if {"image_path", "target"} <= set(labels.columns):
+        truth = labels.set_index("image_path")["target"].astype(int)
+    else:  # id, label: the csv source's names
+        index = {name: k for k, name in enumerate(classes)}
+        truth = labels.set_index(labels.columns[0])[labels.columns[1]].map(lambda v: index.get(str(v).strip(), -1))
+    y = truth.reindex(test_table["rel_path"].astype(str)).to_numpy()
+    if np.isnan(y.astype(float)).any() or (y < 0).any():
+        print(f"{labels_file}: not every test row has a known label; no held-out scores")
+        return {}
+    y = y.astype(int)
+    return {"holdout_accuracy": float((y == predicted).mean()),
+            "holdout_f1": fast_macro_f1(predicted, y, max(len(classes), int(max(y.max(), predicted.max())) + 1)),
+            "holdout_logloss": log_loss(probs, y)}
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from orchestrator.blend import blend, shift
 from orchestrator.config import EnsembleConfig
 from orchestrator.ensemble.decision import tune
 from orchestrator.ensemble.members import Member
-from orchestrator.ensemble.weights import SCORERS, Fit, fit_ensemble, inputs_for
+from orchestrator.ensemble.weights import Fit, fit_ensemble, inputs_for, scorer
+from orchestrator.metrics import METRICS
 
 
 @dataclass(frozen=True)
@@ -58,14 +59,15 @@ def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> Ense
     """Choose the `cfg.top_k` best members by OOF `metric`, fit their weights (`cfg.method`) on the OOF rows they
     share, cross-validated over those rows' folds (weights.fit_ensemble), and macro-F1 offsets when `cfg.f1_offsets`
     asks (auto: when the metric is val_f1)."""
-    score = SCORERS[metric]
+    score = scorer(metric)
     rows = common_rows(members)
     oof_rows = members[0].oof.set_index("row_id").loc[rows]
     y, folds = oof_rows["target"].to_numpy(), oof_rows["fold"].to_numpy()
     oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
     scores = [score(p, y) for p in oofs]
     order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
-    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations, folds)
+    fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations, folds,
+                       ranks=not METRICS[metric].calibrated)
     on = cfg.f1_offsets == "on" or (cfg.f1_offsets == "auto" and metric == "val_f1")
     return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit, rows,
                           y, folds, tune(fit.oof, y, folds) if on else None)

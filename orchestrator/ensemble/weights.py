@@ -18,29 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.blend import blend
-from orchestrator.scoring import fast_macro_f1
+from orchestrator.metrics import METRICS, log_loss
 
-Score = Callable[[np.ndarray, np.ndarray], float]
+Score = Callable[[np.ndarray, np.ndarray], float]  # (probabilities, targets) -> higher is better
 
-
-def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    return float((probs.argmax(1) == y).mean())
-
-
-def macro_f1(probs: np.ndarray, y: np.ndarray) -> float:
-    return fast_macro_f1(probs.argmax(1), y, probs.shape[1])
-
-
-def neg_log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    return -log_loss(probs, y)
-
-
-def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
-
-
-# the grid's scheduler.metric -> how an ensemble is scored (higher is better)
-SCORERS: dict[str, Score] = {"val_acc": accuracy, "val_f1": macro_f1, "val_loss": neg_log_loss}
+def scorer(metric: str) -> Score:
+    """How an ensemble is scored for the grid's scheduler.metric: its registry entry, higher is better."""
+    return METRICS[metric].score
 
 
 def _key(probs: np.ndarray, y: np.ndarray, score: Score) -> tuple[float, float]:
@@ -113,10 +97,11 @@ class Fit:
 
 
 def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Score, iterations: int,
-                 folds: np.ndarray | None = None) -> Fit:
+                 folds: np.ndarray | None = None, ranks: bool = True) -> Fit:
     """Weights for `method` on the members' OOF probabilities; `auto` fits every method in METHODS and keeps the
     best cross-validated score (the in-sample one when `folds`, each row's OOF fold, has fewer than 2 folds or is
-    None). Ties go to the first in METHODS.
+    None). Ties go to the first in METHODS; `ranks` False (a metric of calibrated probabilities, like log loss)
+    leaves rank out of auto's choice.
 
     A member whose weight does not hold up under the validation gets none: a member that got zero weight in a
     majority (more than half) of the per-fold fits gets zero in the final weights, which are fitted on every row
@@ -125,7 +110,7 @@ def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Sco
     """
     folds = np.zeros(len(y), dtype=int) if folds is None else np.asarray(folds)
     # rank blends ranks, not probabilities: a log loss of them means nothing, so auto leaves it out there
-    candidates = [m for m in METHODS if not (m == "rank" and score is neg_log_loss)] if method == "auto" else [method]
+    candidates = [m for m in METHODS if ranks or m != "rank"] if method == "auto" else [method]
     fits = [_fit_method(name, probs, y, folds, score, iterations) for name in candidates]
     cv = fits[0].cv_score is not None
     best = max(fits, key=lambda f: f.cv_score if cv else f.score)  # max keeps the first of equals: METHODS' order

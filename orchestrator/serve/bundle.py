@@ -1,7 +1,7 @@
 """The ensemble as a folder of files: what the served model loads, and nothing it has to ask MLflow for.
 
     ensemble.json                   classes, method, members (config_id, weight, their models' trial keys and
-                                    shares), macro-F1 offsets
+                                    shares), macro-F1 offsets, the competition's submission format (csv source)
     <trial_key>/model.pt            a fold's best-epoch weights, or a refit's last (a state_dict, loaded weights-only)
     <trial_key>/trial_config.json   its resolved TrialConfig: model name, image size, framing, TTA
 
@@ -38,6 +38,7 @@ class EnsembleSpec:
     method: str  # how members combine (blend.blend); rank's weights were fitted on ranks, served they blend probabilities
     members: list[MemberSpec]
     offsets: list[float] | None = None  # per-class logit offsets of macro-F1 tuning (blend.shift), when kept
+    submission: dict | None = None  # the csv source's submission format (data/submission.py), as JSON
 
     def save(self, folder: Path) -> None:
         (folder / SPEC).write_text(json.dumps(asdict(self), indent=2))
@@ -45,10 +46,12 @@ class EnsembleSpec:
     @classmethod
     def load(cls, folder: Path) -> EnsembleSpec:
         raw = json.loads((folder / SPEC).read_text())
-        return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]], raw.get("offsets"))
+        return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]], raw.get("offsets"),
+                   raw.get("submission"))
 
 
-def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path, offsets=None) -> EnsembleSpec:
+def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path, offsets=None,
+                 submission=None) -> EnsembleSpec:
     """Download every weighted member's models' checkpoints and configs (its folds', and its refit's where it has a
     share) from their MLflow runs into `folder`."""
     kept = []
@@ -67,6 +70,7 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
                     local.parent.rmdir()
             keys.append(key)
         kept.append(MemberSpec(member.config_id, float(weight), keys, [float(share) for _, share in models]))
-    spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets])
+    spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets],
+                        None if submission is None else submission.to_json())
     spec.save(folder)
     return spec

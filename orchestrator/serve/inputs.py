@@ -1,8 +1,10 @@
 """What `orchestrator.predict` reads: an image, a folder of images, a CSV of image paths, or a competition's test layout.
 
 Every form becomes one table of rows (row_id, image_path: absolute, rel_path: as
-the input names it) and, for a competition layout, the function that writes that
-competition's submission file. Paths from a CSV stay inside its folder (`safe_join`).
+the input names it) and, for a competition layout, what writes that competition's
+submission file: the seeds' writers, or the csv source's format the model carries
+(a root holding its test CSV and test images). Paths from a CSV stay inside its
+folder (`safe_join`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from orchestrator.data.csv_source import test_rows
 from orchestrator.data.images import IMAGE_SUFFIXES, check_images
 from orchestrator.data.mask import mask_submission
 from orchestrator.data.sources import folder_submission, image_rows, images_under, sketch_submission
+from orchestrator.data.submission import SubmissionFormat
 from orchestrator.data.tables import read_csv
 from orchestrator.errors import InputError
 
@@ -28,20 +32,33 @@ class Inputs:
     rows: pd.DataFrame  # row_id, image_path (absolute), rel_path
     kind: str  # what INPUT was, for people
     submission: Submission | None = None  # a competition layout's submission writer
+    format: SubmissionFormat | None = None  # the csv source's (rows' rel_path: the test CSV's ids)
+
+    @property
+    def writes_submission(self) -> bool:
+        return self.submission is not None or self.format is not None
 
 
-def read_inputs(path: str | Path) -> Inputs:
-    """The images INPUT names; InputError (naming the file and line) when there are none or one cannot be read."""
+def read_inputs(path: str | Path, model_format: Callable[[], SubmissionFormat | None] = lambda: None) -> Inputs:
+    """The images INPUT names; InputError (naming the file and line) when there are none or one cannot be read.
+
+    `model_format`: the csv source's submission format of the model, asked for only when INPUT is a folder (a
+    competition root holding its test CSV and test images is read as that competition's test set)."""
     path = Path(path)
+    fmt = model_format() if path.is_dir() else None
     if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         inputs = Inputs(_file_rows(path), f"image {path}", folder_submission)
     elif path.is_file() and path.suffix.lower() == ".csv":
         inputs = Inputs(_csv_rows(path, path.parent), f"CSV {path}")
+    elif fmt is not None and (path / fmt.test_csv).is_file() and (path / fmt.test_images).is_dir():
+        inputs = Inputs(test_rows(path, fmt), f"csv test set {path}/{fmt.test_csv}", format=fmt)
     elif (path / "test.csv").is_file() and (path / "test").is_dir():
         inputs = Inputs(_csv_rows(path / "test.csv", path / "test"), f"sketch_csv test set {path}/test.csv", sketch_submission)
     elif (path / "eval" / "info.csv").is_file():
         inputs = Inputs(_csv_rows(path / "eval" / "info.csv", path / "eval" / "images", column="ImageID"),
                         f"mask eval set {path}/eval/info.csv", mask_submission)
+    elif (path / "train.csv").is_file():
+        raise InputError(_competition_root(path, fmt))
     elif path.is_dir():  # an image_folder test folder: its submission is the one the ensemble writes for that source
         inputs = Inputs(_folder_rows(path), f"folder {path}", folder_submission)
     else:
@@ -50,6 +67,18 @@ def read_inputs(path: str | Path) -> Inputs:
     if inputs.rows.empty:
         raise InputError(f"INPUT {path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return inputs
+
+
+def _competition_root(path: Path, fmt: SubmissionFormat | None) -> str:
+    """What to say of a folder holding train.csv that is no test layout the model knows: predicting it as a folder
+    would predict its training images too."""
+    if fmt is not None:
+        how = (f"the model's competition reads its test rows from {fmt.test_csv} and {fmt.test_images}/, which "
+               f"{path} lacks; give the root that holds them (--format submission writes the competition's file)")
+    else:
+        how = "give its test folder (e.g. INPUT/test_images), or its test CSV of image paths"
+    return (f"INPUT {path} holds train.csv: it looks like a competition data root, and predicting it as a folder "
+            f"would predict its training images too; {how}")
 
 
 def _csv_rows(csv: Path, base: Path, column: str = "image_path") -> pd.DataFrame:

@@ -69,9 +69,14 @@ def publish(uri: str, run_id: str, bundle: Path, example_image: str, register_as
             name=MODEL_NAME, python_model=str(ENTRY), artifacts={"bundle": str(bundle)},
             code_paths=[str(Path(orchestrator.__file__).parent)], signature=signature(DEFAULTS["topk"]),
             input_example=example, pip_requirements=requirements(), registered_model_name=register_as,
-            metadata={"classes": EnsembleSpec.load(bundle).classes},
+            metadata=_metadata(EnsembleSpec.load(bundle)),
         )
     if register_as is None:
         return Published(info.model_uri, None)
     mlflow.MlflowClient(uri).set_registered_model_alias(register_as, alias, str(info.registered_model_version))
     return Published(info.model_uri, f"models:/{register_as}@{alias}")
+
+
+def _metadata(spec) -> dict:
+    """What a model's reader needs without loading it: the classes and, for the csv source, the submission format."""
+    return {"classes": spec.classes, **({"submission": spec.submission} if spec.submission is not None else {})}

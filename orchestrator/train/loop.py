@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from orchestrator.config import TrialConfig
+from orchestrator.metrics import validation_scores
 from orchestrator.protocol import EpochReport
-from orchestrator.scoring import fast_macro_f1
 from orchestrator.train import checkpoint
 from orchestrator.train.checkpoint import load_state, load_weights
 from orchestrator.train.checkpointer import FULL, WEIGHTS, Checkpointer, CheckpointPolicy
@@ -74,8 +74,8 @@ def seed_everything(seed: int) -> None:
 
 def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, world: int = 1,
              heads: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
-    """Loss, accuracy and macro F1 over the whole validation fold (`loader`: this rank's stride of `world`);
-    and for a multi-head model, each head's accuracy and macro F1."""
+    """The validation loss and every competition metric (orchestrator/metrics.py) over the whole validation fold
+    (`loader`: this rank's stride of `world`); and for a multi-head model, each head's accuracy and macro F1."""
     logits = predict_logits(model, loader, device, normalize)
     if world > 1:
         gathered = [None] * world
@@ -83,12 +83,9 @@ def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, w
         order = np.concatenate([np.arange(r, len(targets), world) for r in range(world)])
         logits = torch.cat(gathered)[np.argsort(order)]
     targets = torch.as_tensor(targets)
-    predicted = logits.argmax(1)
-    scores = {  # EpochReport's validation scores
-        "val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),
-        "val_acc": (predicted == targets).float().mean().item(),
-        "val_f1": fast_macro_f1(predicted.numpy(), targets.numpy(), logits.shape[1]),
-    }
+    probs = logits.double().softmax(1).numpy()
+    scores = {"val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),  # EpochReport's validation scores
+              **validation_scores(probs, targets.numpy())}
     return scores, head_scores(HEADS[heads], logits, targets) if heads else {}
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from orchestrator.blend import blend
-from orchestrator.ensemble.weights import accuracy, cross_validate, fit_ensemble, fit_weights, held_up, hill_climb, rank_transform
+from orchestrator.ensemble.weights import cross_validate, fit_ensemble, fit_weights, held_up, hill_climb, rank_transform
+from orchestrator.metrics import accuracy
 
 
 def noisy_members(seed=0, n=400, classes=5, members=4):
