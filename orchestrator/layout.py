@@ -101,7 +101,6 @@ class RunFiles:
     GRID = "grid.yaml"  # parent: the resolved grid
     DATA = "data"  # parent: folds.parquet, test.parquet, classes.json
     CLASSES = "data/classes.json"
-    SUBMISSION_FORMAT = "data/submission_format.json"  # the csv source's submission shape (data/submission.py)
     SUMMARY = "summary.csv"  # parent: one row per trial
     LEADERBOARD = "leaderboard.csv"  # parent: one row per config (the ensemble job adds the weights)
     TIME = "time.txt"  # parent: where the grid's time went

@@ -121,6 +121,43 @@ def minimal_grid(tiny_sketch) -> dict:
     }
 
 
+@pytest.fixture
+def tiny_competition(tmp_path) -> Path:
+    """A Kaggle-style csv competition: 6 training rows over 3 string labels (ids: stems, a full name, a sub-folder
+    path) in train.csv + train_images/, and 4 test rows (one id with leading zeros) in sample_submission.csv +
+    test_images/, not in sorted order."""
+    def image(path: Path, seed: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.random.default_rng(seed).integers(0, 255, (10, 12, 3), dtype=np.uint8)).save(path)
+
+    root = tmp_path / "comp"
+    ids = ["a1", "a2", "b1.png", "sub/b2", "c1", "c2"]
+    for k, image_id in enumerate(ids):
+        image(root / "train_images" / (image_id if image_id.endswith(".png") else f"{image_id}.png"), k)
+    rows = [f"{i},{label}" for i, label in zip(ids, ["ant", "ant", "bee", "bee", "cat", "cat"])]
+    (root / "train.csv").write_text("image_id,label\n" + "\n".join(rows) + "\n")
+    for k, image_id in enumerate(["t3", "t1", "007", "t2"]):
+        image(root / "test_images" / f"{image_id}.jpg", 10 + k)
+    (root / "sample_submission.csv").write_text("image_id,label\nt3,ant\nt1,ant\n007,ant\nt2,ant\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def kaggle_root(tmp_path_factory) -> Path:
+    """quickdraw10, 80 doodles per class, in the Kaggle layout (export_kaggle_csv): class names, ids without
+    ".png", a shuffled sample submission, held-out labels in test_labels.csv; `probabilities/` beside it holds the
+    same competition with a probability sample (class columns in a shuffled order)."""
+    from orchestrator.data.export import export_kaggle_csv, quickdraw_images
+
+    if not QUICKDRAW.is_dir():
+        pytest.skip(f"quickdraw10 not found at {QUICKDRAW}")
+    root = tmp_path_factory.mktemp("kaggle")
+    images, targets, classes = quickdraw_images(QUICKDRAW, per_class=80)
+    export_kaggle_csv(images, targets, classes, root / "labels", test_fraction=0.25, seed=0)
+    export_kaggle_csv(images, targets, classes, root / "probabilities", test_fraction=0.25, seed=0, probabilities=True)
+    return root
+
+
 # 12 persons: every gender x age-bin pair twice, ages on both sides of the bin edges
 PEOPLE = [(f"{i:06d}", gender, age) for i, (gender, age) in enumerate(
     [("male", 29), ("male", 30), ("male", 59), ("male", 60), ("female", 18), ("female", 45), ("female", 70),

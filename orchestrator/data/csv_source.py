@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.data.images import IMAGE_SUFFIXES, check_images, safe_join
-from orchestrator.data.submission import detect
+from orchestrator.data.submission import SubmissionFormat, detect
 from orchestrator.data.tables import DataTables, read_csv, refuse_repeated, require_dir
 from orchestrator.errors import InputError
 
@@ -67,18 +67,42 @@ def _test(cfg: DataConfig, root: Path, id_column: str, label_column: str, classe
                              f"null: no test set)")
         return None, None  # the default's file is absent: a grid without a test set
     frame = read_csv(test_csv, set(), dtype=str, keep_default_na=False)
-    _require(frame, [id_column], "data.id_column", test_csv, also="the test CSV names its rows by the same column")
-    try:
-        fmt, notes = detect(frame, cfg.test_csv, id_column, label_column, classes, cfg.submit)
-    except ValueError as err:
-        raise InputError(str(err), source=str(test_csv)) from None
-    for note in notes:
-        print(f"note: {test_csv}: {note}", file=sys.stderr, flush=True)
+    fmt = _format(frame, test_csv, id_column, label_column, classes, cfg.submit)
     images = _folder(root, cfg.test_images, "data.test_images")
     ids = frame[id_column].tolist()
     paths, _ = resolve_ids(ids, images, test_csv, id_column, "data.test_images")
     check_images(paths, lambda i: f"{test_csv} line {i + 2}")
     return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": ids}), fmt
+
+
+def _format(frame: pd.DataFrame, test_csv: Path, id_column: str, label_column: str, classes: list[str], submit: str):
+    """The submission format the test CSV `frame` asks for (its columns left out said on stderr)."""
+    _require(frame, [id_column], "data.id_column", test_csv, also="the test CSV names its rows by the same column")
+    try:
+        fmt, notes = detect(frame, test_csv.name, id_column, label_column, classes, submit)
+    except ValueError as err:
+        raise InputError(str(err), source=str(test_csv)) from None
+    for note in notes:
+        print(f"note: {test_csv}: {note}", file=sys.stderr, flush=True)
+    return fmt
+
+
+def submission_now(cfg: DataConfig, classes: list[str]) -> tuple[SubmissionFormat, list[str]] | None:
+    """The grid's submission format and test ids as its files say now (the ensemble job's: a grid whose trials are
+    all reused opens no new grid run, and its test CSV may be another sample of the same rows); None without a
+    test CSV."""
+    root = Path(cfg.root)
+    if cfg.test_csv is None or not (root / cfg.test_csv).is_file():
+        return None
+    train_csv = _file(root, cfg.train_csv, "data.train_csv")
+    header = read_csv(train_csv, set(), dtype=str, keep_default_na=False, nrows=1)
+    id_column = _column(header, cfg.id_column, ID_NAMES, 0, "data.id_column", "image id", train_csv)
+    label_column = _column(header, cfg.label_column, LABEL_NAMES, 1, "data.label_column", "label", train_csv)
+    frame = read_csv(root / cfg.test_csv, set(), dtype=str, keep_default_na=False)
+    fmt = _format(frame, root / cfg.test_csv, id_column, label_column, classes, cfg.submit)
+    int_labels = all(c.lstrip("-").isdigit() for c in classes)  # as labels() decided: integer labels make such names
+    fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images)
+    return fmt, frame[id_column].tolist()
 
 
 def test_rows(root: Path, fmt) -> pd.DataFrame:

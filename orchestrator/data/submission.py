@@ -1,9 +1,10 @@
 """A competition's submission shape, read once from its test CSV: which columns, in which order, holding what.
 
-The csv source reads it from `data.test_csv` (usually `sample_submission.csv`) and it travels with the data:
-the grid run logs it (`data/submission_format.json`), the ensemble job writes the submission with it, and the
-served model carries it in its metadata, so `python -m orchestrator.predict ... --format submission` writes the
-same file for new rows. Rows keep the test CSV's order (a test table's row_id is its line in that CSV).
+The csv source reads it from `data.test_csv` (usually `sample_submission.csv`): when the grid loads its data
+(a sample that cannot be filled fails the grid before any trial), when the ensemble job writes the submission
+(the test CSV as it is then, checked to hold the rows the trials predicted), and the served model carries it in
+its metadata, so `python -m orchestrator.predict ... --format submission` writes the same file for new rows.
+Rows keep the test CSV's order (a test table's row_id is its line in that CSV).
 """
 
 from __future__ import annotations

@@ -61,8 +61,6 @@ def open_parent(grid: GridConfig, tracker: Tracker, prepared: Any, stamp: str, w
     tracker.log_frames(parent_id, {"folds": tables.train, **({"test": tables.test} if tables.test is not None else {})},
                        RunFiles.DATA)
     tracker.log_text(parent_id, json.dumps(tables.classes), RunFiles.CLASSES)
-    if tables.submission is not None:
-        tracker.log_text(parent_id, json.dumps(tables.submission.to_json()), RunFiles.SUBMISSION_FORMAT)
     tracker.log_datasets(parent_id, datasets)
     tracker.describe(parent_id, plan_note(grid, work, len(tables.classes), round_note(grid, prepared, tracker.experiment_id)))
     return parent_id

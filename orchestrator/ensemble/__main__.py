@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     log_run(tracker, run_id, grid, result, classes)
     if refits:
         tracker.log_text(run_id, "\n".join(refits), "refits.txt")
-    fmt = _submission_format(tracker, grid_run)
+    fmt = _submission_format(grid, classes, members[0].test["image_path"]) if members[0].test is not None else None
     output = _submission(grid, tracker, run_id, result, classes, fmt)
     published = _publish(grid, tracker, run_id, result, classes, fmt)  # after the submission: a failure here keeps it
     tracker.end_run(run_id, TrialStatus.FINISHED.mlflow_status)
@@ -201,12 +201,19 @@ def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: lis
     return output
 
 
-def _submission_format(tracker, grid_run) -> SubmissionFormat | None:
-    """The competition's submission shape the grid run logged (the csv source); None for the other sources."""
-    logged = {a.path for a in tracker.client.list_artifacts(grid_run.info.run_id, RunFiles.DATA)}
-    if RunFiles.SUBMISSION_FORMAT not in logged:
+def _submission_format(grid, classes: list[str], test_ids) -> SubmissionFormat | None:
+    """The csv source's submission format as the grid's test CSV says now (None for the other sources); InputError
+    when its rows are not the ones the trials predicted (the test CSV changed after the grid ran)."""
+    from orchestrator.data.csv_source import submission_now
+
+    found = submission_now(grid.data, classes) if grid.data.source == "csv" else None
+    if found is None:
         return None
-    return SubmissionFormat.from_json(json.loads(tracker.load_text(grid_run.info.run_id, RunFiles.SUBMISSION_FORMAT)))
+    fmt, ids = found
+    if sorted(map(str, ids)) != sorted(map(str, test_ids)):
+        raise InputError(f"data.test_csv: {fmt.test_csv} holds other rows than the test rows the trials predicted; "
+                         f"run `python -m orchestrator.run` on this grid first (its trials predict the new rows)")
+    return fmt
 
 
 def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[str], fmt: SubmissionFormat | None):

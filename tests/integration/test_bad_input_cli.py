@@ -129,3 +129,37 @@ def test_an_unknown_augment_preset_lists_what_each_one_does(tmp_path, minimal_gr
     minimal_grid["train"]["augment"] = "light"
     check(tmp_path, minimal_grid, "train.augment: unknown augment preset 'light'; valid presets:",
           "light_noflip        sketch_light without the flip: for characters, digits and text")
+
+
+def csv_grid(root, **data) -> dict:
+    return {"name": "comp", "data": {"source": "csv", "root": str(root), "image_size": 16, "folds": {"n_splits": 2}, **data},
+            "models": [{"name": "test_resnet"}], "train": {"epochs": 1, "batch_size": 4}}
+
+
+def test_a_kaggle_csv_read_as_sketch_csv_says_to_set_source_csv(tmp_path, tiny_competition):
+    grid = csv_grid(tiny_competition)
+    grid["data"]["source"] = "sketch_csv"
+    check(tmp_path, grid, "train.csv: missing column(s) image_path, target; found image_id, label",
+          "set data.source: csv", "docs/data.md")
+
+
+def test_csv_missing_column_names_the_columns_found_and_the_key(tmp_path, tiny_competition):
+    check(tmp_path, csv_grid(tiny_competition, label_column="class"), "train.csv", "missing column 'class' "
+          "(data.label_column); found image_id, label: set data.label_column to one of them")
+
+
+def test_csv_test_ids_without_images_are_named(tmp_path, tiny_competition):
+    for name in ("t1.jpg", "007.jpg"):
+        (tiny_competition / "test_images" / name).unlink()
+    check(tmp_path, csv_grid(tiny_competition), "sample_submission.csv", "2 of 4 ids in column 'image_id' have no image",
+          "line 3: 't1' has no file t1 or t1.<ext>", "line 4: '007'", "Set data.test_images")
+
+
+def test_a_dry_run_without_test_rows_warns_that_no_submission_comes_of_it(tmp_path, tiny_competition):
+    (tiny_competition / "sample_submission.csv").unlink()
+    result = run_cli("orchestrator.run", str(write_grid(tmp_path, csv_grid(tiny_competition))), "--dry-run", cwd=tmp_path,
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "0 test rows" in result.stdout
+    assert ("warning: no test rows, so the ensemble will write no submission; the csv source reads them from "
+            "data.test_csv (sample_submission.csv)") in result.stderr

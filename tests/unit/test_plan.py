@@ -63,6 +63,7 @@ def test_identity_changes_with_the_data(minimal_grid, tiny_sketch):
 # what trials learn may move them, on purpose, with the new values pasted here. (Moved once, 2026-12-03: the
 # data root left the identity, so a project moved to another path or machine keeps its trials.)
 GOLDEN_IDS = {
+    "csv.yaml": ["ec04f37e98", "dcbd4ee97d"],
     "demo.yaml": ["60bd4425eb", "a5277cbd89", "f9c1c634b6", "39e32d0b9f"],
     "image_folder.yaml": ["aacd899b7b", "004c261ebe"],
     "mask.yaml": ["512c71dd6c", "aee70a1d9a", "6e8d481e51", "44b4652140", "9f18231762", "72ce0acb72"],
