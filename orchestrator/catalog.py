@@ -56,7 +56,8 @@ OPTIMIZERS: dict[str, OptimizerDefaults] = {
 
 LR_SCHEDULERS = ("cosine", "step", "plateau", "one_cycle", "constant")
 
-LOSSES = ("cross_entropy", "focal", "soft_target", "f1")
+LOSSES = ("cross_entropy", "focal", "soft_target", "f1", "bce", "asl", "focal_bce")
+TAG_LOSSES = ("bce", "asl", "focal_bce")  # a sigmoid per tag: the multilabel task's (and only its)
 
 HEADS = ("mask",)  # mask 3 x gender 2 x age 3
 

@@ -22,6 +22,7 @@ from orchestrator import catalog
 from orchestrator.catalog import check_name
 from orchestrator.errors import InputError
 from orchestrator.layout import GridLayout
+from orchestrator.metrics import DEFAULT_METRIC, METRICS
 from orchestrator.protocol import EpochReport
 
 
@@ -49,7 +50,8 @@ ADDED_LATER = {"identity": "when_set"}
 
 @functools.cache  # the schema does not change; config_id asks once per planned trial
 def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
-    """Path -> default (as JSON) of every ADDED_LATER key under `schema`, through nested config nodes (read-only)."""
+    """Path -> default (as JSON) of every ADDED_LATER key under `schema`, through nested config nodes (read-only); a
+    `dict[str, node]` field's values are the path part "*" (loss.heads' per-head losses)."""
     from pydantic_core import to_jsonable_python
 
     found: dict[tuple[str, ...], Any] = {}
@@ -57,15 +59,15 @@ def added_later(schema: type[BaseModel], prefix: tuple[str, ...] = ()) -> dict[t
         path = (*prefix, field.alias or name)
         if field.json_schema_extra == ADDED_LATER:
             found[path] = to_jsonable_python(field.get_default(call_default_factory=True))
-        elif (child := _model_of(field.annotation)) is not None and get_origin(field.annotation) not in (list, dict):
-            found |= added_later(child, path)
+        elif (child := _model_of(field.annotation)) is not None and get_origin(field.annotation) is not list:
+            found |= added_later(child, (*path, "*") if get_origin(field.annotation) is dict else path)
     return found
 
 
 # --------------------------------------------------------------------------- data
 
 CSV_KEYS = {"train_csv", "train_images", "test_csv", "test_images", "id_column", "label_column", "group_column", "task",
-            "submit"}
+            "submit", "label_separator"}
 
 
 class FoldsConfig(Strict):
@@ -126,8 +128,11 @@ class DataConfig(Strict):
     target, class or category, else the second column of a two-column CSV"""
     group_column: str | None = Field(None, json_schema_extra=ADDED_LATER)
     """csv: rows of one group (a patient, a person) stay in one fold; set data.folds.kind: stratified_group"""
-    task: Literal["multiclass"] = Field("multiclass", json_schema_extra=ADDED_LATER)
-    """csv: multiclass (one label per image)"""
+    task: Literal["multiclass", "multilabel"] = Field("multiclass", json_schema_extra=ADDED_LATER)
+    """csv: multiclass (one label per image) | multilabel (any number of tags per image, in the label column
+    separated by label_separator)"""
+    label_separator: str = Field(" ", min_length=1, json_schema_extra=ADDED_LATER)
+    """csv, multilabel: what separates an image's tags in the label column (and in the submission)"""
     submit: Literal["auto", "labels", "probabilities"] = Field("auto", json_schema_extra=ADDED_LATER)
     """csv: what the submission's values are. labels: class names in the label column; probabilities: one column
     per class (when test_csv has them), or with two classes the second class's probability in the label column (a
@@ -243,13 +248,20 @@ class LRSchedulerConfig(Strict):
 
 class LossSpec(Strict):
     name: str = "cross_entropy"
-    """cross_entropy | focal | soft_target | f1"""
+    """multiclass: cross_entropy | focal | soft_target | f1; multilabel (a sigmoid per tag): bce | asl (asymmetric,
+    Ridnik et al. 2021) | focal_bce (the default there: bce)"""
     label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     """not for f1 (its optimum is the hard labels)"""
     class_weights: list[float] | Literal["balanced"] | None = None
     """cross_entropy, focal"""
     gamma: float = Field(2.0, ge=0)
-    """focal"""
+    """focal, focal_bce"""
+    gamma_neg: float = Field(4.0, ge=0, json_schema_extra=ADDED_LATER)
+    """asl: focusing on negative tags (the paper's 4)"""
+    gamma_pos: float = Field(0.0, ge=0, json_schema_extra=ADDED_LATER)
+    """asl: focusing on positive tags (the paper's 0)"""
+    clip: float = Field(0.05, ge=0, lt=1, json_schema_extra=ADDED_LATER)
+    """asl: probability margin shifted off easy negatives (the paper's 0.05)"""
 
     _check_name = field_validator("name")(_in_registry(catalog.LOSSES, "loss"))
 
@@ -608,6 +620,11 @@ class EnsembleConfig(Strict):
     """the submission file written"""
     iterations: int = Field(50, ge=1)
     """hill-climbing steps"""
+    thresholds: Literal["auto", "fixed", "global", "per_tag"] = "auto"
+    """multilabel: which tags are called. fixed: each at 0.5; global: one threshold for every tag; per_tag: one each;
+    auto: each fitted on all OOF folds but one and judged on the held fold, the best cross-validated kept"""
+    at_least_one_tag: bool = True
+    """multilabel: an image with no tag over its threshold gets its most probable one"""
     register_model: bool = Field(True, alias="register")
     """register the logged ensemble model under the grid's name (false: log it only); `register` in YAML (pydantic's
     BaseModel has a `register` attribute of its own)"""
@@ -728,6 +745,37 @@ class GridConfig(Strict):
                                  f"(one group, one fold), got {folds.kind}")
         if rules.metric is not None and "metric" not in self.scheduler.model_fields_set:
             self.scheduler = self.scheduler.model_copy(update={"metric": rules.metric})
+        if self.data.task == "multilabel":  # scheduler.metric val_f1_samples, the loss bce, unless the grid names them
+            if "metric" not in self.scheduler.model_fields_set:
+                self.scheduler = self.scheduler.model_copy(update={"metric": DEFAULT_METRIC["multilabel"]})
+            if "name" not in self.train.loss.model_fields_set:
+                self.train.loss = self.train.loss.model_copy(update={"name": "bce"})
+        return self
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> GridConfig:
+        """A metric, loss, blend or round the grid's task has no use for is refused, with what to use instead."""
+        task, loss, metric = self.data.task, self.train.loss.name, self.scheduler.metric
+        if task not in METRICS[metric].tasks:
+            fitting = ", ".join(n for n, m in METRICS.items() if task in m.tasks)
+            raise ValueError(f"scheduler.metric: {metric} does not score a {task} task; give one of {fitting}")
+        tags = task == "multilabel"
+        if (loss in catalog.TAG_LOSSES) != tags:
+            fitting = catalog.TAG_LOSSES if tags else tuple(n for n in catalog.LOSSES if n not in catalog.TAG_LOSSES)
+            raise ValueError(f"train.loss.name: {loss} is not a {task} loss; give one of {', '.join(fitting)}")
+        if not tags:
+            return self
+        if self.train.loss.class_weights is not None or self.train.loss.heads:
+            raise ValueError("train.loss: class_weights and heads are for one class per image; a multilabel task "
+                             "weighs tags by its loss (asl, focal_bce)")
+        if any(m.heads for m in self.models):
+            raise ValueError("models: heads compose one class per image; a multilabel task has a tag per output")
+        if self.ensemble.method == "vote":
+            raise ValueError("ensemble.method: vote counts each member's one class; a multilabel task blends tag "
+                             "probabilities (mean, hill_climb, rank, best or auto)")
+        if self.pseudo is not None:
+            raise ValueError("pseudo: a pseudo round labels test images with one confident class; a multilabel task "
+                             "has no such label yet (train on the labelled rows, or pseudo-label outside the tool)")
         return self
 
     @model_validator(mode="after")

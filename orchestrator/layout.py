@@ -118,3 +118,4 @@ class RunFiles:
     ERROR = "error.txt"
     ENSEMBLE_TEST = "ensemble_test.parquet"  # ensemble: the blended test probabilities (pseudo-labels start from them)
     F1_OFFSETS = "f1_offsets.json"  # ensemble: per-class logit offsets, when macro-F1 tuning kept them
+    THRESHOLDS = "thresholds.json"  # ensemble, multilabel: each tag's threshold

@@ -103,6 +103,19 @@ def class_probabilities(out, classes: list[str]):
     return probs
 
 
+def decisions(out, classes: list[str]):
+    """The model's decision per row: its class index, or a multilabel model's called tags (rows, tags) bool."""
+    import numpy as np
+
+    if "tags" not in out.columns:
+        return out["target"].to_numpy()
+    index = {name: k for k, name in enumerate(classes)}
+    called = np.zeros((len(out), len(classes)), dtype=bool)
+    for row, tags in enumerate(out["tags"]):
+        called[row, [index[t] for t in str(tags).split()]] = True
+    return called
+
+
 def predict_rows(model, rows, params: dict, given: str = "INPUT"):
     """The model's output for every row, in chunks, with a progress bar; a bad image is an InputError naming it
     (`given`: INPUT as the user gave it)."""
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - start
     if args.format == "submission" and inputs.format is not None:
         frame = inputs.format.write(inputs.rows["rel_path"].to_numpy(), class_probabilities(out, classes),
-                                    out["target"].to_numpy(), classes)
+                                    decisions(out, classes), classes)
     elif args.format == "submission":
         frame = inputs.submission(inputs.rows, out["target"].to_numpy(), classes)
     else:

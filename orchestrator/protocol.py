@@ -36,6 +36,11 @@ class EpochReport:
     val_logloss: float = metric(better="min")  # the competition metrics of orchestrator/metrics.py
     val_auc: float = metric(better="max")
     val_qwk: float = metric(better="max")
+    val_f2: float = metric(better="max")  # multilabel: tags called at 0.5
+    val_f1_samples: float = metric(better="max")
+    val_f1_micro: float = metric(better="max")
+    val_f1_macro: float = metric(better="max")
+    val_map: float = metric(better="max")
     lr: float = metric()
     epoch_time_s: float = metric()  # training + validation of this epoch
     images_per_s: float = metric()  # training images per second, summed over the trial's workers

@@ -13,6 +13,7 @@ import sys
 
 from orchestrator.cli import main_guard, parse_override
 from orchestrator.config import PseudoConfig, load_grid
+from orchestrator.errors import InputError
 from orchestrator.search.preflight import check_libraries
 
 
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.pseudo:  # not a --set: a run id is text, and YAML would read some as numbers
         rule = grid.pseudo.model_dump() if grid.pseudo else {}
         grid = grid.model_copy(update={"pseudo": PseudoConfig.model_validate({**rule, "teacher": args.pseudo})})
+        try:  # model_copy skips the validators: a multilabel grid refuses the round here too
+            grid._fits_the_task()
+        except ValueError as err:
+            raise InputError(f"--pseudo: {err}", source=args.grid) from None
     # imported here: the driver's modules bring pandas, MLflow and Ray's pieces, which `--help` and a bad
     # grid's exit 2 never need
     from orchestrator.driver.grid import GridRun, dry_run

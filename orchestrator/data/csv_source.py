@@ -43,17 +43,23 @@ def load_csv(cfg: DataConfig) -> DataTables:
     label_column = _column(frame, cfg.label_column, LABEL_NAMES, 1, "data.label_column", "label", train_csv)
     if cfg.group_column is not None:
         _require(frame, [cfg.group_column], "data.group_column", train_csv)
-    targets, classes, int_labels = labels(frame[label_column], label_column, train_csv)
+    if cfg.task == "multilabel":
+        targets, (tags, classes), int_labels = -1, tag_sets(frame[label_column], cfg.label_separator, label_column, train_csv), False
+    else:
+        (targets, classes, int_labels), tags = labels(frame[label_column], label_column, train_csv), None
     images = _folder(root, cfg.train_images, "data.train_images")
     paths, rel = resolve_ids(frame[id_column].tolist(), images, train_csv, id_column, "data.train_images")
     refuse_repeated(paths, str(train_csv))
     check_images(paths, lambda i: f"{train_csv} line {i + 2}")
     train = pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": rel, "target": targets,
                           "group": frame[cfg.group_column].to_numpy() if cfg.group_column else None})
+    if tags is not None:
+        train["tags"] = tags
     test, fmt = _test(cfg, root, id_column, label_column, classes)
     if fmt is not None:
-        fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images)
-    return DataTables(train, test, classes, fmt)
+        fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images,
+                                  task=cfg.task, separator=cfg.label_separator)
+    return DataTables(train, test, classes, fmt, cfg.task)
 
 
 def _test(cfg: DataConfig, root: Path, id_column: str, label_column: str, classes: list[str]):
@@ -100,8 +106,9 @@ def submission_now(cfg: DataConfig, classes: list[str]) -> tuple[SubmissionForma
     label_column = _column(header, cfg.label_column, LABEL_NAMES, 1, "data.label_column", "label", train_csv)
     frame = read_csv(root / cfg.test_csv, set(), dtype=str, keep_default_na=False)
     fmt = _format(frame, root / cfg.test_csv, id_column, label_column, classes, cfg.submit)
-    int_labels = all(c.lstrip("-").isdigit() for c in classes)  # as labels() decided: integer labels make such names
-    fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images)
+    int_labels = cfg.task == "multiclass" and all(c.lstrip("-").isdigit() for c in classes)  # as labels() decided
+    fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images,
+                              task=cfg.task, separator=cfg.label_separator)
     return fmt, frame[id_column].tolist()
 
 
@@ -137,6 +144,18 @@ def labels(values: pd.Series, column: str, csv: Path) -> tuple[np.ndarray, list[
                          f"(is data.label_column the right column?)", source=str(csv))
     index = {name: k for k, name in enumerate(classes)}
     return text.map(index).to_numpy(np.int64), classes, int_labels
+
+
+def tag_sets(values: pd.Series, separator: str, column: str, csv: Path) -> tuple[list[str], list[str]]:
+    """(each row's tags as their indexes, space-separated: the tables' `tags` column; the sorted tag names) of a
+    label column holding `separator`-separated tags (an empty cell: no tag)."""
+    rows = [[t.strip() for t in str(v).split(separator) if t.strip()] for v in values]
+    classes = sorted({t for row in rows for t in row})
+    if len(classes) < 2:
+        raise InputError(f"column {column!r} holds {len(classes)} tag(s) {classes} separated by {separator!r}; a "
+                         f"multilabel task needs at least 2 (is data.label_separator right?)", source=str(csv))
+    index = {name: k for k, name in enumerate(classes)}
+    return [" ".join(str(k) for k in sorted({index[t] for t in row})) for row in rows], classes
 
 
 def resolve_ids(ids: list, folder: Path, csv: Path, column: str, key: str) -> tuple[list[str], list[str]]:

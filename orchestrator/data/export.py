@@ -85,6 +85,41 @@ def export_kaggle_csv(images: np.ndarray, targets: np.ndarray, classes: list[str
     pd.DataFrame({"image_id": ids[test_idx], "label": names[targets[test_idx]]}).to_csv(root / "test_labels.csv", index=False)
 
 
+def export_multilabel_csv(images: np.ndarray, targets: np.ndarray, classes: list[str], root: Path, count: int,
+                          test_fraction: float = 0.2, seed: int = 0, most: int = 3) -> None:
+    """Write `count` multi-label images under `root` in the Kaggle layout: each a 2 x 2 grid of cells holding 1 to
+    `most` drawings (blank cells white), its tags the drawings' classes, space-separated:
+
+        train.csv              image_id,tags   (tag names)
+        train_images/<id>.png, test_images/<id>.png
+        sample_submission.csv  image_id,tags   (test rows in a shuffled order)
+        test_labels.csv        image_id,tags   (held out: not read by the loader)
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    side = images.shape[1]
+    ids = np.array([f"m{k:05d}" for k in rng.permutation(count)])
+    tags, canvases = [], []
+    for _ in range(count):
+        canvas = np.full((2 * side, 2 * side), 255, dtype=np.uint8)
+        picks = rng.choice(len(images), rng.integers(1, most + 1), replace=False)
+        for cell, i in zip(rng.permutation(4), picks):
+            canvas[(cell // 2) * side:(cell // 2 + 1) * side, (cell % 2) * side:(cell % 2 + 1) * side] = images[i]
+        canvases.append(canvas)
+        tags.append(" ".join(sorted({classes[targets[i]] for i in picks})))
+    test = rng.permutation(count)[: round(count * test_fraction)]
+    is_test = np.isin(np.arange(count), test)
+    for k in range(count):
+        folder = root / ("test_images" if is_test[k] else "train_images")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(canvases[k]).save(folder / f"{ids[k]}.png")
+    tags = np.asarray(tags, dtype=object)
+    pd.DataFrame({"image_id": ids[~is_test], "tags": tags[~is_test]}).to_csv(root / "train.csv", index=False)
+    order = rng.permutation(test)
+    pd.DataFrame({"image_id": ids[order], "tags": classes[0]}).to_csv(root / "sample_submission.csv", index=False)
+    pd.DataFrame({"image_id": ids[order], "tags": tags[order]}).to_csv(root / "test_labels.csv", index=False)
+
+
 def digits_images(size: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """scikit-learn's bundled 8x8 digits as dark-on-white `size`px images (1,797 of them)."""
     from sklearn.datasets import load_digits

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from orchestrator.data.tables import multi_hot
 from orchestrator.errors import InputError
 
 if TYPE_CHECKING:  # a type only: config imports the data package (its source registry)
@@ -20,6 +21,8 @@ def assign_folds(train: pd.DataFrame, cfg: FoldsConfig, seed: int) -> np.ndarray
     """One fold index per row: the fold in which the row is validation (TRAIN_ONLY: never)."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
+    if "tags" in train.columns:
+        return tag_folds(train, cfg, seed)
     targets = train["target"].to_numpy()
     folds = np.full(len(train), TRAIN_ONLY, dtype=int)
     try:
@@ -44,6 +47,37 @@ def assign_folds(train: pd.DataFrame, cfg: FoldsConfig, seed: int) -> np.ndarray
     return folds
 
 
+def tag_folds(train: pd.DataFrame, cfg: FoldsConfig, seed: int) -> np.ndarray:
+    """Folds of a multilabel table by iterative stratification (Sechidis et al. 2011, the iterative-stratification
+    package): each tag's rows spread over the folds as evenly as they can. Grouped: the groups are stratified by
+    the tags any of their rows has, and each row follows its group."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold, MultilabelStratifiedShuffleSplit
+
+    hot = multi_hot(train["tags"], _tag_count(train))
+    units, hot_units = np.arange(len(train)), hot
+    if cfg.kind == "stratified_group":
+        if train["group"].isna().any():
+            raise InputError("data.folds.kind: stratified_group needs a group per row (data.group_column)")
+        groups, units = np.unique(train["group"].astype(str).to_numpy(), return_inverse=True)
+        hot_units = np.zeros((len(groups), hot.shape[1]), dtype=np.float32)
+        np.maximum.at(hot_units, units, hot)
+    if cfg.kind == "holdout":
+        splits = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=1 / cfg.n_splits, random_state=seed)
+    else:
+        splits = MultilabelStratifiedKFold(n_splits=cfg.n_splits, shuffle=True, random_state=seed)
+    if len(hot_units) < cfg.n_splits:
+        raise InputError(f"data.folds: cannot make {cfg.n_splits} folds of {len(hot_units)} "
+                         f"{'groups' if cfg.kind == 'stratified_group' else 'rows'}")
+    unit_fold = np.full(len(hot_units), TRAIN_ONLY, dtype=int)
+    for k, (_, val) in enumerate(splits.split(np.zeros(len(hot_units)), hot_units)):
+        unit_fold[val] = k
+    return unit_fold[units] if cfg.kind == "stratified_group" else unit_fold
+
+
+def _tag_count(train: pd.DataFrame) -> int:
+    return max((int(k) for value in train["tags"].astype(str) for k in value.split()), default=0) + 1
+
+
 def class_size_warnings(train: pd.DataFrame, cfg: FoldsConfig, classes: list[str]) -> list[str]:
     """Classes with fewer images (persons / groups, for grouped folds) than folds, named, with what to do.
 
@@ -52,7 +86,11 @@ def class_size_warnings(train: pd.DataFrame, cfg: FoldsConfig, classes: list[str
     class (one to train on, one to validate), so a class of one is an InputError there.
     """
     unit = "group" if cfg.kind == "stratified_group" else "image"
-    if unit == "group" and train["group"].notna().all():
+    if "tags" in train.columns:  # a tag's rows (or groups) are the rows that have it
+        hot = pd.DataFrame(multi_hot(train["tags"], len(classes)))
+        keys = train["group"].astype(str) if unit == "group" and train["group"].notna().all() else train.index
+        sizes = (hot.groupby(keys.to_numpy()).max() > 0).sum()
+    elif unit == "group" and train["group"].notna().all():
         sizes = train.groupby("target")["group"].nunique()
     else:
         sizes = train.groupby("target").size()

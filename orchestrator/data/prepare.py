@@ -37,7 +37,7 @@ def data_fingerprint(tables: DataTables) -> str:
     for frame in (tables.train, tables.test):
         if frame is not None:
             path = "rel_path" if "rel_path" in frame.columns else "image_path"
-            columns = [c for c in (path, "target", "group") if c in frame.columns]
+            columns = [c for c in (path, "target", "group", "tags") if c in frame.columns]
             digest.update(frame[columns].to_csv(index=False).encode())
     return digest.hexdigest()[:12]
 
@@ -65,7 +65,7 @@ def prepare_data(grid: GridConfig, teacher: pd.DataFrame | None = None) -> Prepa
             raise InputError(f"pseudo.threshold: no test row of ensemble run {grid.pseudo.teacher} reaches "
                              f"{grid.pseudo.threshold} (the most confident is {top:.3f}); lower it, or give pseudo.top_fraction")
         train = with_pseudo(train, tables.test, chosen)
-        tables = DataTables(train, tables.test, tables.classes, tables.submission)
+        tables = DataTables(train, tables.test, tables.classes, tables.submission, tables.task)
     layout = grid.layout  # trials on every node read these tables
     storage.write_parquet(train, layout.folds_table)
     if tables.test is not None:
@@ -74,7 +74,7 @@ def prepare_data(grid: GridConfig, teacher: pd.DataFrame | None = None) -> Prepa
                                num_classes=len(tables.classes), fingerprint=data_fingerprint(tables),
                                train_files=cache.files_fingerprint(train["image_path"].tolist()),
                                test_files=cache.files_fingerprint(tables.test["image_path"].tolist()) if tables.test is not None else "")
-    return PreparedData(DataTables(train, tables.test, tables.classes, tables.submission), trial_tables, chosen)
+    return PreparedData(DataTables(train, tables.test, tables.classes, tables.submission, tables.task), trial_tables, chosen)
 
 
 def warm_caches(prepared: PreparedData, framings: set[cache.Framing]) -> None:

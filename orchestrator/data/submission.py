@@ -28,6 +28,8 @@ class SubmissionFormat:
     int_labels: bool = False  # the training labels were integers: the submission writes integers
     test_csv: str = "sample_submission.csv"  # where predict finds the rows of a competition root ...
     test_images: str = "test_images"  # ... and their images
+    task: str = "multiclass"  # multilabel: labels are each row's called tags, joined by `separator`
+    separator: str = " "
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -45,10 +47,14 @@ class SubmissionFormat:
         """The submission: one row per id (in the given order), `self.columns` in order.
 
         probs: (rows, classes) blended probabilities; predicted: each row's class index (the decision, which
-        may differ from the argmax of probs when macro-F1 offsets are kept).
+        may differ from the argmax of probs when macro-F1 offsets are kept), or for a multilabel task each row's
+        called tags (rows, tags) bool.
         """
         out = pd.DataFrame({self.id_column: np.asarray(ids, dtype=object)})
-        if self.values == "labels":
+        if self.values == "labels" and self.task == "multilabel":
+            names = np.asarray(classes, dtype=object)
+            out[self.label_column] = [self.separator.join(names[np.flatnonzero(row)]) for row in np.asarray(predicted)]
+        elif self.values == "labels":
             names = np.asarray(classes, dtype=object)[np.asarray(predicted, dtype=int)]
             out[self.label_column] = names.astype(np.int64) if self.int_labels else names
         elif self.values == "positive":
@@ -56,7 +62,8 @@ class SubmissionFormat:
         else:
             columns = self.class_columns(classes)
             chosen = probs[:, [classes.index(c) for c in columns]].astype(np.float64)
-            chosen /= np.clip(chosen.sum(1, keepdims=True), 1e-12, None)  # rows sum to 1 over the submitted columns
+            if self.task == "multiclass":  # rows sum to 1 over the submitted columns (tags are each their own)
+                chosen /= np.clip(chosen.sum(1, keepdims=True), 1e-12, None)
             out = pd.concat([out, pd.DataFrame(chosen, columns=columns)], axis=1)
         return out[self.columns]
 

@@ -1,6 +1,7 @@
 """The one shape every source produces (`DataTables`), and the CSV checks sources share.
 
-train: row_id, image_path (absolute), rel_path, target, group
+train: row_id, image_path (absolute), rel_path, target, group; a multilabel task: target -1 and tags (the row's
+       tag indexes, space-separated; "" for none)
 test:  row_id, image_path (absolute), rel_path (the csv source: the id its test CSV names the row by)
 """
 
@@ -10,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from orchestrator.data.submission import SubmissionFormat
@@ -22,6 +24,21 @@ class DataTables:
     test: pd.DataFrame | None
     classes: list[str]
     submission: SubmissionFormat | None = None  # the csv source's: the test CSV's shape (else the source's writer)
+    task: str = "multiclass"  # or multilabel: targets are the `tags` column's multi-hot vectors
+
+
+def multi_hot(tags: pd.Series, tag_count: int) -> np.ndarray:
+    """(rows, tags) float32 0/1 from a `tags` column (each row's tag indexes, space-separated)."""
+    out = np.zeros((len(tags), tag_count), dtype=np.float32)
+    for row, value in enumerate(tags.astype(str)):
+        for k in value.split():
+            out[row, int(k)] = 1.0
+    return out
+
+
+def encode_tags(hot: np.ndarray) -> list[str]:
+    """The `tags` column of (rows, tags) 0/1 (or bool) vectors."""
+    return [" ".join(map(str, np.flatnonzero(row > 0.5))) for row in np.asarray(hot)]
 
 
 def read_csv(path: Path, required: set[str], dtype: type | None = None, hint: str = "", **options) -> pd.DataFrame:

@@ -21,11 +21,13 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.config import InsightConfig
+from orchestrator.data.tables import multi_hot
 from orchestrator.driver.trials import TrialRecord
 from orchestrator.layout import RunFiles
 from orchestrator.tracking import insight, plots
 from orchestrator.tracking.class_report import ClassReport
 from orchestrator.tracking.mlflow_store import Tracker
+from orchestrator.tracking.tag_report import TagReport, wrong_rows
 
 THUMBNAIL = 160  # px: the gallery's images, downsized (the figure, not the data)
 CAM_TIMEOUT_S = 600  # a Grad-CAM task that cannot get a worker (a cluster that shrank) must not hold the grid's end
@@ -64,9 +66,12 @@ class ConfigInsight:
     def _analyse(self, cid: str, group: list[TrialRecord]) -> None:
         folds = [r for r in group if r.predictions and r.run_id]
         oof = pd.concat([self._oof(r.run_id) for r in folds], ignore_index=True)
-        targets, predicted = insight.outcomes(oof)
         title = (f"config {cid} ({group[0].planned.config.model.name}), OOF over folds "
                  f"{sorted(r.planned.config.fold for r in folds)} ({len(oof)} rows)")
+        if "tags" in oof.columns:
+            self._analyse_tags(cid, group, oof, title)
+            return
+        targets, predicted = insight.outcomes(oof)
         report = ClassReport.of(targets, predicted, self.classes, self.cfg.top_confusions, title, f"config {cid}")
         runs = [r.run_id for r in group if r.run_id]
         for run_id in runs:
@@ -74,6 +79,27 @@ class ConfigInsight:
         gallery = self._gallery(oof, cid) if self.cfg.gallery else None  # after the report: an unreadable image costs only this
         for run_id in runs if gallery is not None else ():
             self.tracker.log_figure(run_id, gallery, RunFiles.GALLERY)
+
+    def _analyse_tags(self, cid: str, group: list[TrialRecord], oof: pd.DataFrame, title: str) -> None:
+        """A multilabel config: the per-tag report at 0.5 (the ensemble's tuned thresholds are its run's), and a
+        gallery of the images with the most wrong tags."""
+        hot, probs = multi_hot(oof["tags"], len(self.classes)), insight.probabilities(oof)
+        report = TagReport.of(hot, probs, self.classes, 0.5, f"{title}, tags called at 0.5", f"config {cid}")
+        runs = [r.run_id for r in group if r.run_id]
+        for run_id in runs:
+            report.log(self.tracker, run_id)
+        if not self.cfg.gallery:
+            return
+        worst = wrong_rows(oof["row_id"].to_numpy(), oof["fold"].to_numpy(), hot, probs, probs >= 0.5, self.classes,
+                           self.cfg.gallery)
+        if worst.empty:
+            return
+        captions = [f"missed: {m or '-'}\nextra: {e or '-'}\nrow {r}, fold {f}"
+                    for m, e, r, f in zip(worst["missed"], worst["extra"], worst["row_id"], worst["fold"])]
+        figure = plots.gallery_figure([_thumbnail(self.paths[row]) for row in worst["row_id"]], captions,
+                                      f"config {cid}: its {len(worst)} OOF images with the most wrong tags")
+        for run_id in runs:
+            self.tracker.log_figure(run_id, figure, RunFiles.GALLERY)
 
     def _oof(self, run_id: str) -> pd.DataFrame:
         if run_id not in self.frames:
@@ -100,6 +126,9 @@ class ConfigInsight:
             return None
         record = (max if mode == "max" else min)(scored, key=lambda r: r.best)
         try:
+            if "tags" in self._oof(record.run_id).columns:  # a tag has no one mistaken class to explain
+                notes.append(f"Grad-CAM for config {record.planned.config.config_id}: not drawn for a multilabel task")
+                return None
             mistakes = insight.worst_mistakes(self._oof(record.run_id), self.cfg.gradcam_images)
             if mistakes.empty:
                 return None

@@ -68,7 +68,7 @@ class TrialRuns:
         (a refit: its test frame and weights)."""
         self.tracker.log_metrics(record.run_id, frames.pop("metrics", {}), step=record.epochs)
         self.tracker.log_frames(record.run_id, frames)
-        if "oof" in frames:
+        if "oof" in frames and "tags" not in frames["oof"]:  # tags: per-tag tables at the config's insight instead
             self._log_confusion(record, frames["oof"])
         with _local_model_file(record.best_checkpoint) as model_file:  # the writer keeps its own copy
             self.tracker.log_file(record.run_id, model_file, RunFiles.CHECKPOINT)

@@ -22,7 +22,7 @@ from orchestrator.board import read_csv, render
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
 from orchestrator.data.submission import SubmissionFormat
-from orchestrator.ensemble.fit import EnsembleResult, fit_members
+from orchestrator.ensemble.fit import THRESHOLD_METRICS, EnsembleResult, fit_members, served_probabilities
 from orchestrator.ensemble.members import load_members, use_refits
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles
@@ -35,6 +35,7 @@ from orchestrator.tracking.class_report import ClassReport
 from orchestrator.tracking.history import latest_grid_run
 from orchestrator.tracking.mlflow_store import Tracker, ui_command
 from orchestrator.tracking.plots import correlation_figure
+from orchestrator.tracking.tag_report import TagReport
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,6 +97,9 @@ def say(result: EnsembleResult, metric: str) -> None:
           f"OOF rows)")
     if result.tuning is not None:
         print(result.tuning.summary())
+    if result.thresholds is not None:
+        decided = metric if metric in THRESHOLD_METRICS else "val_f1_samples"
+        print(result.thresholds.summary(decided))
 
 
 def _refits(result: EnsembleResult, cfg) -> list[str]:
@@ -124,15 +128,22 @@ def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes
     """The ensemble run's class report, params, scores, weights, offsets and member correlation."""
     fit, chosen, metric, cfg = result.fit, result.chosen, grid.scheduler.metric, grid.ensemble
     shown = METRICS[metric].shown  # MLflow holds the competition's numbers (a log loss as a positive loss)
-    ClassReport.of(result.y, shift(fit.oof, result.offsets).argmax(1), classes, grid.insight.top_confusions,
-                   f"ensemble of {len(chosen)} configs, OOF ({len(result.rows)} rows)", "ensemble").log(tracker, run_id)
+    title = f"ensemble of {len(chosen)} configs, OOF ({len(result.rows)} rows)"
+    if result.multilabel:  # the per-tag table at the tuned thresholds
+        probs = served_probabilities(result.oofs, fit, None)
+        TagReport.of(result.y, probs, classes, result.thresholds.values, title, "ensemble").log(tracker, run_id)
+        tracker.log_text(run_id, json.dumps(dict(zip(classes, map(float, result.thresholds.values))), indent=2),
+                         RunFiles.THRESHOLDS)
+    else:
+        ClassReport.of(result.y, shift(fit.oof, result.offsets).argmax(1), classes, grid.insight.top_confusions, title,
+                       "ensemble").log(tracker, run_id)
     tracker.log_params(run_id, {"members": ",".join(m.config_id for m in chosen), "method": fit.method,
                                 "weights": json.dumps([round(float(w), 4) for w in fit.weights]), "top_k": str(cfg.top_k)})
     cv = {} if fit.cv_score is None else {f"ensemble_oof_{metric}_cv": shown(fit.cv_score)}
     tracker.log_metrics(run_id, {f"ensemble_oof_{metric}": shown(fit.score), **cv,
                                  f"best_member_oof_{metric}": shown(result.scores[0]),
                                  **{f"method_oof_{k}": shown(v) for k, v in fit.tried.items()},
-                                 **{f"method_cv_{k}": shown(v) for k, v in fit.tried_cv.items()}, **_tuning_metrics(result.tuning)},
+                                 **{f"method_cv_{k}": shown(v) for k, v in fit.tried_cv.items()}, **_tuning_metrics(result.tuning, result.thresholds)},
                         step=0)
     tracker.log_text(run_id, json.dumps({m.config_id: float(w) for m, w in zip(chosen, fit.weights)}, indent=2), "weights.json")
     if result.offsets is not None:
@@ -142,7 +153,9 @@ def log_run(tracker: Tracker, run_id: str, grid, result: EnsembleResult, classes
         tracker.log_figure(run_id, correlation_figure([m.config_id for m in chosen], np.corrcoef(flat)), "member_correlation.png")
 
 
-def _tuning_metrics(tuning) -> dict[str, float]:
+def _tuning_metrics(tuning, thresholds) -> dict[str, float]:
+    if thresholds is not None:
+        return {"thresholds_fitted": thresholds.fitted, **{f"thresholds_cv_{k}": v for k, v in thresholds.cv.items()}}
     if tuning is None:
         return {}
     return {"oof_f1_before_offsets": tuning.before, "oof_f1_offsets_cv": tuning.cv_after,
@@ -196,8 +209,8 @@ def _submission(grid, tracker, run_id: str, result: EnsembleResult, classes: lis
     holdout = _holdout_scores(grid, test_table, predicted, probs, classes)
     if holdout:
         tracker.log_metrics(run_id, holdout, step=0)
-        print(f"held-out test accuracy {holdout['holdout_accuracy']:.4f}, macro F1 {holdout['holdout_f1']:.4f}, log loss "
-              f"{holdout['holdout_logloss']:.4f} (labels from {grid.data.root}/test_labels.csv)")
+        shown = ", ".join(f"{k.removeprefix('holdout_')} {v:.4f}" for k, v in holdout.items())
+        print(f"held-out test scores: {shown} (labels from {grid.data.root}/test_labels.csv)")
     return output
 
 
@@ -225,7 +238,8 @@ def _publish(grid, tracker, run_id: str, result: EnsembleResult, classes: list[s
     example = read_parquet(grid.layout.folds_table)["image_path"].iloc[0]
     with tempfile.TemporaryDirectory() as folder:
         served_offsets = None if fit.method == "rank" else offsets  # rank's were fitted on ranks (see served_probabilities)
-        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets, fmt)
+        spec = write_bundle(tracker, chosen, fit.weights, classes, fit.method, Path(folder), served_offsets, fmt,
+                            result.thresholds)
         print(f"logging the ensemble as an MLflow model ({sum(len(m.folds) for m in spec.members)} models) ...",
               flush=True)
         return publish(grid.tracking.uri, run_id, Path(folder), example, grid.name if cfg.register_model else None, cfg.alias)
@@ -252,6 +266,8 @@ def _holdout_scores(grid, test_table, predicted: np.ndarray, probs: np.ndarray, 
     if not labels_file.is_file():
         return {}
     labels = pd.read_csv(labels_file, dtype=str, keep_default_na=False)
+    if predicted.ndim == 2:  # tags: id, tag names separated as the training labels are
+        return _holdout_tags(grid, labels, test_table, predicted, probs, classes)
     if {"image_path", "target"} <= set(labels.columns):
         truth = labels.set_index("image_path")["target"].astype(int)
     else:  # id, label: the csv source's names
@@ -265,6 +281,26 @@ def _holdout_scores(grid, test_table, predicted: np.ndarray, probs: np.ndarray, 
     return {"holdout_accuracy": float((y == predicted).mean()),
             "holdout_f1": fast_macro_f1(predicted, y, max(len(classes), int(max(y.max(), predicted.max())) + 1)),
             "holdout_logloss": log_loss(probs, y)}
+
+
+def _holdout_tags(grid, labels: pd.DataFrame, test_table, called: np.ndarray, probs: np.ndarray,
+                  classes: list[str]) -> dict[str, float]:
+    """A multilabel task's held-out scores: per-image F1 and F2 of the called tags, mAP and log loss of the
+    probabilities."""
+    from orchestrator.metrics import f1_samples, f2_samples, mean_average_precision
+
+    index = {name: k for k, name in enumerate(classes)}
+    truth = labels.set_index(labels.columns[0])[labels.columns[1]].reindex(test_table["rel_path"].astype(str))
+    if truth.isna().any():
+        return {}
+    hot = np.zeros_like(probs)
+    for row, value in enumerate(truth):
+        for tag in str(value).split(grid.data.label_separator):
+            if tag.strip() in index:
+                hot[row, index[tag.strip()]] = 1.0
+    decided = called.astype(np.float64)
+    return {"holdout_f1_samples": f1_samples(decided, hot), "holdout_f2": f2_samples(decided, hot),
+            "holdout_map": mean_average_precision(probs, hot), "holdout_logloss": log_loss(probs, hot)}
 
 
 if __name__ == "__main__":

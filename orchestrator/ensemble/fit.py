@@ -20,11 +20,15 @@ import numpy as np
 
 from orchestrator.blend import blend, shift
 from orchestrator.config import EnsembleConfig
+from orchestrator.data.tables import multi_hot
 from orchestrator.ensemble.decision import tune
 from orchestrator.ensemble.members import Member
+from orchestrator.ensemble.thresholds import KINDS
+from orchestrator.ensemble.thresholds import tune as tune_thresholds
 from orchestrator.ensemble.weights import Fit, fit_ensemble, inputs_for, scorer
 from orchestrator.metrics import METRICS
 
+THRESHOLD_METRICS = {"val_f2", "val_f1_samples", "val_f1_micro", "val_f1_macro"}  # scores of called tags
 
 @dataclass(frozen=True)
 class EnsembleResult:
@@ -36,6 +40,11 @@ class EnsembleResult:
     y: np.ndarray
     folds: np.ndarray
     tuning: Any = None  # decision.Tuning when macro-F1 offsets were tried, else None
+    thresholds: Any = None  # a multilabel task's: thresholds.Thresholds (which tags are called)
+
+    @property
+    def multilabel(self) -> bool:
+        return self.thresholds is not None
 
     @property
     def weights(self) -> np.ndarray:
@@ -46,8 +55,11 @@ class EnsembleResult:
         return None if self.tuning is None else self.tuning.offsets
 
     def test_predictions(self) -> np.ndarray:
-        """The predicted class of every test row, as the submission has it (None members' tests: ValueError)."""
+        """The predicted class of every test row, as the submission has it (None members' tests: ValueError); a
+        multilabel task's called tags (rows, tags) bool."""
         tests = [m.test_probs for m in self.chosen]
+        if self.multilabel:  # thresholds were tuned on probabilities: the served blend's
+            return self.thresholds.decide(self.test_probabilities())
         return shift(blend(inputs_for(self.fit.method, tests), self.weights, self.fit.method), self.offsets).argmax(1)
 
     def test_probabilities(self) -> np.ndarray:
@@ -62,12 +74,20 @@ def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> Ense
     score = scorer(metric)
     rows = common_rows(members)
     oof_rows = members[0].oof.set_index("row_id").loc[rows]
-    y, folds = oof_rows["target"].to_numpy(), oof_rows["fold"].to_numpy()
     oofs = [m.oof.set_index("row_id").loc[rows].filter(like="prob_").to_numpy(np.float64) for m in members]
+    tags = "tags" in oof_rows.columns
+    y = multi_hot(oof_rows["tags"], oofs[0].shape[1]) if tags else oof_rows["target"].to_numpy()
+    folds = oof_rows["fold"].to_numpy()
     scores = [score(p, y) for p in oofs]
     order = sorted(range(len(members)), key=lambda i: -scores[i])[: cfg.top_k]
     fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations, folds,
-                       ranks=not METRICS[metric].calibrated)
+                       ranks=not (METRICS[metric].calibrated or tags), votes=not tags)  # tags: scored at 0.5
+    if tags:  # the tags to call: thresholds tuned for the metric (a threshold-free one: per-image F1)
+        decided = scorer(metric if metric in THRESHOLD_METRICS else "val_f1_samples")
+        thresholds = tune_thresholds(served_probabilities([oofs[i] for i in order], fit, None), y, folds, decided,
+                                     KINDS if cfg.thresholds == "auto" else (cfg.thresholds,), cfg.at_least_one_tag)
+        return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit,
+                              rows, y, folds, thresholds=thresholds)
     on = cfg.f1_offsets == "on" or (cfg.f1_offsets == "auto" and metric == "val_f1")
     return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit, rows,
                           y, folds, tune(fit.oof, y, folds) if on else None)

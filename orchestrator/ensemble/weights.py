@@ -97,11 +97,11 @@ class Fit:
 
 
 def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Score, iterations: int,
-                 folds: np.ndarray | None = None, ranks: bool = True) -> Fit:
+                 folds: np.ndarray | None = None, ranks: bool = True, votes: bool = True) -> Fit:
     """Weights for `method` on the members' OOF probabilities; `auto` fits every method in METHODS and keeps the
     best cross-validated score (the in-sample one when `folds`, each row's OOF fold, has fewer than 2 folds or is
     None). Ties go to the first in METHODS; `ranks` False (a metric of calibrated probabilities, like log loss)
-    leaves rank out of auto's choice.
+    leaves rank out of auto's choice, and `votes` False (multi-hot targets: no one class to vote for) vote.
 
     A member whose weight does not hold up under the validation gets none: a member that got zero weight in a
     majority (more than half) of the per-fold fits gets zero in the final weights, which are fitted on every row
@@ -110,7 +110,8 @@ def fit_ensemble(method: str, probs: list[np.ndarray], y: np.ndarray, score: Sco
     """
     folds = np.zeros(len(y), dtype=int) if folds is None else np.asarray(folds)
     # rank blends ranks, not probabilities: a log loss of them means nothing, so auto leaves it out there
-    candidates = [m for m in METHODS if ranks or m != "rank"] if method == "auto" else [method]
+    candidates = ([m for m in METHODS if (ranks or m != "rank") and (votes or m != "vote")] if method == "auto"
+                  else [method])
     fits = [_fit_method(name, probs, y, folds, score, iterations) for name in candidates]
     cv = fits[0].cv_score is not None
     best = max(fits, key=lambda f: f.cv_score if cv else f.score)  # max keeps the first of equals: METHODS' order

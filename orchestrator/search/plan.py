@@ -56,13 +56,24 @@ def config_id(skeleton: dict[str, Any], data_fingerprint: str = "", schema: type
     ident = copy.deepcopy(skeleton)
     if data_fingerprint:
         ident["data_fingerprint"] = data_fingerprint
-    later = {path for path, default in added_later(schema).items() if _at(ident, path) == default}
+    later = {concrete for path, default in added_later(schema).items() for concrete in _expand(ident, path)
+             if _at(ident, concrete) == default}
     for path in (*_NOT_IDENTITY, *later):
         node = ident
         for part in path[:-1]:
             node = node.get(part) or {}
         node.pop(path[-1], None)
     return hashlib.sha1(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _expand(tree: dict[str, Any], path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """`path` with each "*" (a dict's values) replaced by the keys `tree` holds there."""
+    if "*" not in path:
+        return [path]
+    star = path.index("*")
+    node = _at(tree, path[:star])
+    keys = sorted(node) if isinstance(node, dict) else []
+    return [p for key in keys for p in _expand(tree, (*path[:star], key, *path[star + 1:]))]
 
 
 def _at(tree: dict[str, Any], path: tuple[str, ...]) -> Any:

@@ -1,7 +1,8 @@
 """The ensemble as a folder of files: what the served model loads, and nothing it has to ask MLflow for.
 
     ensemble.json                   classes, method, members (config_id, weight, their models' trial keys and
-                                    shares), macro-F1 offsets, the competition's submission format (csv source)
+                                    shares), macro-F1 offsets, the competition's submission format (csv source),
+                                    a multilabel task's tag thresholds
     <trial_key>/model.pt            a fold's best-epoch weights, or a refit's last (a state_dict, loaded weights-only)
     <trial_key>/trial_config.json   its resolved TrialConfig: model name, image size, framing, TTA
 
@@ -39,6 +40,12 @@ class EnsembleSpec:
     members: list[MemberSpec]
     offsets: list[float] | None = None  # per-class logit offsets of macro-F1 tuning (blend.shift), when kept
     submission: dict | None = None  # the csv source's submission format (data/submission.py), as JSON
+    thresholds: list[float] | None = None  # a multilabel task's per-tag thresholds (ensemble/thresholds.py)
+    at_least_one: bool = True  # multilabel: a row with no tag over its threshold gets its most probable one
+
+    @property
+    def multilabel(self) -> bool:
+        return self.thresholds is not None
 
     def save(self, folder: Path) -> None:
         (folder / SPEC).write_text(json.dumps(asdict(self), indent=2))
@@ -47,11 +54,11 @@ class EnsembleSpec:
     def load(cls, folder: Path) -> EnsembleSpec:
         raw = json.loads((folder / SPEC).read_text())
         return cls(raw["classes"], raw["method"], [MemberSpec(**m) for m in raw["members"]], raw.get("offsets"),
-                   raw.get("submission"))
+                   raw.get("submission"), raw.get("thresholds"), raw.get("at_least_one", True))
 
 
 def write_bundle(tracker, members, weights, classes: list[str], method: str, folder: Path, offsets=None,
-                 submission=None) -> EnsembleSpec:
+                 submission=None, thresholds=None) -> EnsembleSpec:
     """Download every weighted member's models' checkpoints and configs (its folds', and its refit's where it has a
     share) from their MLflow runs into `folder`."""
     kept = []
@@ -71,6 +78,8 @@ def write_bundle(tracker, members, weights, classes: list[str], method: str, fol
             keys.append(key)
         kept.append(MemberSpec(member.config_id, float(weight), keys, [float(share) for _, share in models]))
     spec = EnsembleSpec(list(classes), method, kept, None if offsets is None else [float(o) for o in offsets],
-                        None if submission is None else submission.to_json())
+                        None if submission is None else submission.to_json(),
+                        None if thresholds is None else [float(t) for t in thresholds.values],
+                        True if thresholds is None else thresholds.at_least_one)
     spec.save(folder)
     return spec

@@ -9,7 +9,9 @@ submission the ensemble job wrote.
 
 Input: a DataFrame with a column `image_path` (files on the host that runs the
 model) or `image` (base64-encoded file bytes, for remote clients). Output: `target`,
-`class_name`, then `top1_class`, `top1_prob`, ... up to `topk` (a param, default 5).
+`class_name`, then `top1_class`, `top1_prob`, ... up to `topk` (a param, default 5); a
+multilabel task's model adds `tags` after `class_name` (the tags over their tuned
+thresholds, space-separated) and its probabilities are per tag (a sigmoid each).
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ class Ensemble:
             start = 0
             for images, _ in loader:
                 for index, share, trial, model, normalize in group["models"]:
-                    probs = batch_probs(model, images, self.device, trial.tta, normalize).numpy()
+                    probs = batch_probs(model, images, self.device, trial.tta, normalize, trial.data.task).numpy()
                     sums[index, start:start + len(images)] += share * probs
                 start += len(images)
         return shift(blend(list(sums), np.array([m.weight for m in members]), self.spec.method), self.spec.offsets)
@@ -137,6 +139,14 @@ def top_classes(probs: np.ndarray, classes: list[str], topk: int) -> pd.DataFram
         out[f"top{i + 1}_class"] = names[order[:, i]]
         out[f"top{i + 1}_prob"] = np.take_along_axis(probs, order[:, i:i + 1], axis=1)[:, 0].astype(np.float64)
     return pd.DataFrame(out)
+
+
+def called_tags(probs: np.ndarray, spec) -> list[str]:
+    """Each row's tags over their thresholds, space-separated (the ensemble job's decision)."""
+    from orchestrator.blend import decide
+
+    names = np.asarray(spec.classes, dtype=object)
+    return [" ".join(names[row]) for row in decide(probs, np.asarray(spec.thresholds), spec.at_least_one)]
 
 
 class EnsembleModel(PythonModel):
@@ -162,4 +172,7 @@ class EnsembleModel(PythonModel):
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None
         ensemble = self.ensemble(str(settings["device"]))
         probs = ensemble.probabilities(sources, int(settings["batch_size"]), int(settings["workers"]))
-        return top_classes(probs, ensemble.spec.classes, int(settings["topk"]))
+        out = top_classes(probs, ensemble.spec.classes, int(settings["topk"]))
+        if ensemble.spec.multilabel:
+            out.insert(2, "tags", called_tags(probs, ensemble.spec))
+        return out

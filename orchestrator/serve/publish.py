@@ -33,13 +33,13 @@ def requirements() -> list[str]:
     return pins
 
 
-def signature(topk: int = 5):
+def signature(topk: int = 5, tags: bool = False):
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     from orchestrator.serve.model import DEFAULTS
 
-    outputs = [ColSpec("long", "target"), ColSpec("string", "class_name")]
+    outputs = [ColSpec("long", "target"), ColSpec("string", "class_name"), *([ColSpec("string", "tags")] if tags else [])]
     for i in range(1, topk + 1):
         outputs += [ColSpec("string", f"top{i}_class"), ColSpec("double", f"top{i}_prob")]
     return ModelSignature(
@@ -67,7 +67,8 @@ def publish(uri: str, run_id: str, bundle: Path, example_image: str, register_as
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name=MODEL_NAME, python_model=str(ENTRY), artifacts={"bundle": str(bundle)},
-            code_paths=[str(Path(orchestrator.__file__).parent)], signature=signature(DEFAULTS["topk"]),
+            code_paths=[str(Path(orchestrator.__file__).parent)],
+            signature=signature(DEFAULTS["topk"], EnsembleSpec.load(bundle).multilabel),
             input_example=example, pip_requirements=requirements(), registered_model_name=register_as,
             metadata=_metadata(EnsembleSpec.load(bundle)),
         )

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from orchestrator.config import TrialConfig
 from orchestrator.metrics import validation_scores
@@ -72,7 +73,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, world: int = 1,
+def evaluate(model, loader, targets: np.ndarray, device, normalize: Normalizer, task: str = "multiclass", world: int = 1,
              heads: str | None = None) -> tuple[dict[str, float], dict[str, float]]:
     """The validation loss and every competition metric (orchestrator/metrics.py) over the whole validation fold
     (`loader`: this rank's stride of `world`); and for a multi-head model, each head's accuracy and macro F1."""
@@ -82,10 +83,12 @@ def evaluate(model, loader, targets: list[int], device, normalize: Normalizer, w
         torch.distributed.all_gather_object(gathered, logits)
         order = np.concatenate([np.arange(r, len(targets), world) for r in range(world)])
         logits = torch.cat(gathered)[np.argsort(order)]
-    targets = torch.as_tensor(targets)
-    probs = logits.double().softmax(1).numpy()
-    scores = {"val_loss": torch.nn.functional.cross_entropy(logits, targets).item(),  # EpochReport's validation scores
-              **validation_scores(probs, targets.numpy())}
+    targets = torch.as_tensor(np.asarray(targets))
+    if task == "multilabel":  # a sigmoid per tag
+        probs, loss = logits.double().sigmoid().numpy(), F.binary_cross_entropy_with_logits(logits, targets.float())
+    else:
+        probs, loss = logits.double().softmax(1).numpy(), F.cross_entropy(logits, targets)
+    scores = {"val_loss": loss.item(), **validation_scores(probs, targets.numpy(), task)}  # EpochReport's scores
     return scores, head_scores(HEADS[heads], logits, targets) if heads else {}
 
 
@@ -245,7 +248,7 @@ class Training:
     model: torch.nn.Module  # as the session prepared it (on the device; DDP-wrapped with workers)
     loader: Any
     val_loader: Any  # None for a refit: no validation rows, it trains its epochs and keeps the last one
-    val_targets: list[int]
+    val_targets: np.ndarray  # class indices, or multi-hot tags (rows, tags)
     optimizer: torch.optim.Optimizer
     scheduler: Any
     parts: StepParts
@@ -261,8 +264,8 @@ class Training:
                                         trial.scheduler.mode)
         loss_fn = create_loss(cfg.loss, setup.class_counts(), trial.model.heads).to(device)
         parts = build_parts(cfg, model, optimizer, scheduler, loss_fn, device, trial.tables.num_classes, setup.normalize,
-                            trial.data.image_size)
-        return cls(trial, session, sampler, device, setup, model, loader, val_loader, setup.val_rows["target"].tolist(),
+                            trial.data.image_size, multi_label=trial.data.task == "multilabel")
+        return cls(trial, session, sampler, device, setup, model, loader, val_loader, setup.targets(setup.val_rows),
                    optimizer, scheduler, parts)
 
     @property
@@ -307,7 +310,7 @@ class Training:
         """The fold's validation scores and, for a multi-head model, each head's ({} and {} for a refit)."""
         if self.val_loader is None:
             return {}, {}
-        return evaluate(self.evaluated, self.val_loader, self.val_targets, self.device, self.setup.normalize,
+        return evaluate(self.evaluated, self.val_loader, self.val_targets, self.device, self.setup.normalize, self.trial.data.task,
                         self.session.world, self.trial.model.heads)
 
     def finish(self, progress: TrialState, keeper: Checkpointer) -> tuple[float, bool, float]:

@@ -97,12 +97,66 @@ class F1Loss(torch.nn.Module):
         return 1 - f1.mean()
 
 
+def smoothed_tags(targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Multi-hot (B, T) targets pulled towards 0.5 by `smoothing` (each tag its own two-class distribution)."""
+    targets = targets.float()
+    return targets * (1 - smoothing) + 0.5 * smoothing if smoothing else targets
+
+
+class TagBCE(torch.nn.Module):
+    """Binary cross-entropy per tag (a sigmoid each), averaged: the multilabel default."""
+
+    def __init__(self, smoothing: float):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits.float(), smoothed_tags(targets, self.smoothing))
+
+
+class FocalBCE(torch.nn.Module):
+    """Binary cross-entropy per tag scaled by (1 - p_t)^gamma (Lin et al. 2017): the many easy negative tags of a
+    sparse multilabel task count less."""
+
+    def __init__(self, gamma: float, smoothing: float):
+        super().__init__()
+        self.gamma, self.smoothing = gamma, smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        target = smoothed_tags(targets, self.smoothing)
+        bce = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none")
+        p = logits.float().sigmoid()
+        p_t = p * target + (1 - p) * (1 - target)
+        return ((1 - p_t) ** self.gamma * bce).mean()
+
+
+class AsymmetricLoss(torch.nn.Module):
+    """ASL (Ridnik et al. 2021): positives and negatives focused apart (gamma_pos, gamma_neg), and easy negatives
+    below `clip` dropped by shifting their probability down by it. Summed over tags, averaged over images, as
+    the paper's."""
+
+    def __init__(self, gamma_neg: float, gamma_pos: float, clip: float, smoothing: float, eps: float = 1e-8):
+        super().__init__()
+        self.gamma_neg, self.gamma_pos, self.clip, self.smoothing, self.eps = gamma_neg, gamma_pos, clip, smoothing, eps
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        y = smoothed_tags(targets, self.smoothing)
+        p = logits.float().sigmoid()
+        p_neg = (p - self.clip).clamp(min=0) if self.clip else p  # shifted: a negative below clip costs nothing
+        loss_pos = y * (1 - p) ** self.gamma_pos * torch.log(p.clamp(min=self.eps))
+        loss_neg = (1 - y) * p_neg ** self.gamma_neg * torch.log((1 - p_neg).clamp(min=self.eps))
+        return -(loss_pos + loss_neg).sum(1).mean()
+
+
 # catalog.LOSSES' names -> factory(cfg, training-row count per class)
 LOSSES: dict[str, Callable[[LossSpec, Sequence[int]], torch.nn.Module]] = {
     "cross_entropy": lambda cfg, counts: CrossEntropy(cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "focal": lambda cfg, counts: FocalLoss(cfg.gamma, cfg.label_smoothing, class_weights(cfg.class_weights, counts)),
     "soft_target": lambda cfg, counts: SoftTargetCrossEntropy(cfg.label_smoothing),
     "f1": lambda cfg, counts: F1Loss(),
+    "bce": lambda cfg, counts: TagBCE(cfg.label_smoothing),
+    "asl": lambda cfg, counts: AsymmetricLoss(cfg.gamma_neg, cfg.gamma_pos, cfg.clip, cfg.label_smoothing),
+    "focal_bce": lambda cfg, counts: FocalBCE(cfg.gamma, cfg.label_smoothing),
 }
 
 

@@ -54,23 +54,34 @@ def tta_views(images: torch.Tensor, tta: TtaConfig | None) -> list[torch.Tensor]
     return views
 
 
+def probabilities(logits: torch.Tensor, task: str = "multiclass") -> torch.Tensor:
+    """A model's outputs as probabilities: a softmax over classes, or a multilabel task's sigmoid per tag."""
+    return logits.float().sigmoid() if task == "multilabel" else logits.float().softmax(1)
+
+
 @torch.no_grad()
 def batch_probs(model: torch.nn.Module, images: torch.Tensor, device: torch.device, tta: TtaConfig | None = None,
-                normalize: Normalizer = None) -> torch.Tensor:
-    """Softmax probabilities of one uint8 batch, averaged over the TTA views, on the CPU (`model` in eval mode)."""
+                normalize: Normalizer = None, task: str = "multiclass") -> torch.Tensor:
+    """Class (or tag) probabilities of one uint8 batch, averaged over the TTA views, on the CPU (`model` in eval
+    mode)."""
     images = model_input(images, device, normalize)
-    return torch.stack([model(view).float().softmax(1) for view in tta_views(images, tta)]).mean(0).cpu()
+    return torch.stack([probabilities(model(view), task) for view in tta_views(images, tta)]).mean(0).cpu()
 
 
 def predict_probs(model: torch.nn.Module, loader, device: torch.device, tta: TtaConfig | None = None,
-                  normalize: Normalizer = None) -> np.ndarray:
-    """Softmax probabilities for every item of `loader`, averaged over the TTA views."""
+                  normalize: Normalizer = None, task: str = "multiclass") -> np.ndarray:
+    """Class (or tag) probabilities for every item of `loader`, averaged over the TTA views."""
     model.eval()
-    out = [batch_probs(model, images, device, tta, normalize) for images, _ in loader]
+    out = [batch_probs(model, images, device, tta, normalize, task) for images, _ in loader]
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
 def oof_metrics(probs: np.ndarray, targets: np.ndarray, suffix: str = "") -> dict[str, float]:
+    """A fold's OOF scores: accuracy and macro F1, or for multi-hot targets per-image F1 and mAP (tags at 0.5)."""
+    if targets.ndim == 2:
+        from orchestrator.metrics import f1_samples, mean_average_precision
+
+        return {f"oof_f1_samples{suffix}": f1_samples(probs, targets), f"oof_map{suffix}": mean_average_precision(probs, targets)}
     predicted = probs.argmax(1)
     return {f"oof_acc{suffix}": float((predicted == targets).mean()),
             f"oof_f1{suffix}": fast_macro_f1(predicted, targets, probs.shape[1])}
@@ -108,21 +119,22 @@ def predict_frames(setup: TrialSetup, model: torch.nn.Module, device: torch.devi
     out = {"metrics": {}} if trial.refit else oof_frames(setup, model, device)  # a refit has no OOF rows
     test = setup.test_rows()
     if test is not None:
-        out["test"] = probs_frame(predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize),
-                                  row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
+        probs = predict_probs(model, setup.eval_loader(test, test=True), device, trial.tta, setup.normalize, trial.data.task)
+        out["test"] = probs_frame(probs, row_id=test["row_id"].to_numpy(), image_path=test["rel_path"].to_numpy())
     return out
 
 
 def oof_frames(setup: TrialSetup, model: torch.nn.Module, device: torch.device) -> dict:
     """{"oof": the fold's validation rows' probabilities, "metrics": their scores (and with TTA, without it)}."""
-    trial, val = setup.trial, setup.val_rows
-    targets = val["target"].to_numpy()
-    oof = predict_probs(model, setup.eval_loader(val), device, normalize=setup.normalize)
+    trial, val, task = setup.trial, setup.val_rows, setup.trial.data.task
+    targets = setup.targets(val)
+    oof = predict_probs(model, setup.eval_loader(val), device, normalize=setup.normalize, task=task)
     metrics = oof_metrics(oof, targets)
     if trial.tta is not None:
-        oof = predict_probs(model, setup.eval_loader(val), device, trial.tta, setup.normalize)
+        oof = predict_probs(model, setup.eval_loader(val), device, trial.tta, setup.normalize, task)
         metrics.update(oof_metrics(oof, targets, "_tta"))
-    return {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), target=targets),
+    labels = {"target": val["target"].to_numpy(), **({"tags": val["tags"].to_numpy()} if task == "multilabel" else {})}
+    return {"oof": probs_frame(oof, row_id=val["row_id"].to_numpy(), fold=val["fold"].to_numpy(), **labels),
             "metrics": metrics}
 
 

@@ -22,6 +22,7 @@ from orchestrator.config import TrialConfig
 from orchestrator.data import cache
 from orchestrator.data.dataset import ImageDataset
 from orchestrator.data.images import read_image
+from orchestrator.data.tables import multi_hot
 from orchestrator.data.transforms import Normalize, build_transforms
 from orchestrator.storage import read_parquet
 from orchestrator.train.models import create_model, normalization
@@ -46,12 +47,20 @@ class TrialSetup:
             self.augment_level.fill_(self.trial.train.curriculum.level(epoch))
 
     def class_counts(self) -> np.ndarray:
-        """Training rows per class (class weights, `balanced`)."""
+        """Training rows per class, or per tag (class weights, `balanced`)."""
+        if self.trial.data.task == "multilabel":
+            return self.targets(self.train_rows).sum(0).astype(np.int64)
         return np.bincount(self.train_rows["target"], minlength=self.trial.tables.num_classes)
+
+    def targets(self, rows: pd.DataFrame) -> np.ndarray:
+        """`rows`' targets: class indices (rows,), or a multilabel task's multi-hot tags (rows, tags)."""
+        if self.trial.data.task == "multilabel":
+            return multi_hot(rows["tags"], self.trial.tables.num_classes)
+        return rows["target"].to_numpy()
 
     def dataset(self, rows: pd.DataFrame, transform: Any, test: bool = False) -> ImageDataset:
         """`rows` of the folds table (or, test=True, of the test table), read from the cache when there is one."""
-        targets = None if test else rows["target"].tolist()
+        targets = None if test else self.targets(rows)
         found = self.test_cache if test else self.train_cache
         if found is None:
             return ImageDataset(rows["image_path"].tolist(), targets, transform)

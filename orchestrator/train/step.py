@@ -81,8 +81,8 @@ def backbone_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, loss_fn, device, num_classes: int,
-                normalize: Normalizer = None, image_size: int | None = None) -> StepParts:
-    """The step parts the grid asked for; `model` is already on its device."""
+                normalize: Normalizer = None, image_size: int | None = None, multi_label: bool = False) -> StepParts:
+    """The step parts the grid asked for; `model` is already on its device (`multi_label`: multi-hot targets)."""
     dtype = amp_dtype(cfg.amp, device)
     parts = StepParts(optimizer, scheduler, loss_fn, device, accumulate=cfg.accumulate_steps, clip=cfg.clip_grad_norm,
                       amp_dtype=dtype, channels_last=cfg.channels_last, freeze_epochs=cfg.freeze_backbone_epochs,
@@ -98,7 +98,8 @@ def build_parts(cfg: TrainConfig, model: torch.nn.Module, optimizer, scheduler, 
 
         mix = cfg.mix
         parts.mixup = Mixup(mixup_alpha=mix.mixup_alpha, cutmix_alpha=mix.cutmix_alpha, prob=mix.prob,
-                            switch_prob=mix.switch_prob, label_smoothing=0.0, num_classes=num_classes)
+                            switch_prob=mix.switch_prob, label_smoothing=0.0, num_classes=num_classes,
+                            multi_label=multi_label)  # multi-hot targets mixed as they are
         parts.mix_off_epoch = mix.off_epoch
     if cfg.freeze_backbone_epochs:
         parts.backbone = backbone_parameters(model)

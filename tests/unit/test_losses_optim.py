@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from orchestrator.config import LossConfig, LRSchedulerConfig, OptimizerConfig
+from orchestrator.catalog import TAG_LOSSES
 from orchestrator.train.losses import LOSSES, create_loss
 from orchestrator.train.optim import LR_SCHEDULERS, OPTIMIZERS, create_lr_scheduler, create_optimizer
 
@@ -19,7 +20,7 @@ def logits_targets(seed=0, n=64, classes=4):
     return torch.randn(n, classes, generator=g) * 2, torch.randint(0, classes, (n,), generator=g)
 
 
-@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("name", sorted(set(LOSSES) - set(TAG_LOSSES)))
 def test_every_loss_takes_hard_and_soft_targets(name):
     logits, targets = logits_targets()
     loss = create_loss(LossConfig(name=name), COUNTS)
@@ -28,6 +29,38 @@ def test_every_loss_takes_hard_and_soft_targets(name):
     logits.requires_grad_(True)
     loss(logits, targets).backward()
     assert logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", TAG_LOSSES)
+def test_every_tag_loss_takes_multi_hot_and_mixed_targets(name):
+    from timm.data import Mixup
+
+    torch.manual_seed(0)
+    logits, hot = torch.randn(8, 5), (torch.rand(8, 5) < 0.4).float()
+    loss = create_loss(LossConfig(name=name, label_smoothing=0.0), [1] * 5)
+    _, mixed = Mixup(mixup_alpha=0.4, label_smoothing=0.0, num_classes=5, multi_label=True)(torch.zeros(8, 1, 4, 4), hot)
+    assert ((mixed > 0) & (mixed < 1)).any()  # mixed multi-hot targets are soft
+    logits.requires_grad_(True)
+    for targets in (hot, mixed):
+        loss(logits, targets).backward()
+    assert logits.grad.abs().sum() > 0
+    perfect = 20 * (2 * hot - 1)  # confident and right: next to nothing
+    assert loss(perfect, hot) < 1e-3 < loss(-perfect, hot)
+
+
+def test_tag_losses_match_their_definitions():
+    torch.manual_seed(1)
+    logits, hot = torch.randn(16, 6), (torch.rand(16, 6) < 0.3).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, hot)
+    assert torch.allclose(create_loss(LossConfig(name="bce", label_smoothing=0.0), [1] * 6)(logits, hot), bce)
+    smoothed = torch.nn.functional.binary_cross_entropy_with_logits(logits, hot * 0.9 + 0.05)
+    assert torch.allclose(create_loss(LossConfig(name="bce", label_smoothing=0.1), [1] * 6)(logits, hot), smoothed)
+    focal = create_loss(LossConfig(name="focal_bce", gamma=0.0, label_smoothing=0.0), [1] * 6)
+    assert torch.allclose(focal(logits, hot), bce, atol=1e-6)  # gamma 0: plain BCE
+    asl = create_loss(LossConfig(name="asl", gamma_neg=0.0, gamma_pos=0.0, clip=0.0, label_smoothing=0.0), [1] * 6)
+    assert torch.allclose(asl(logits, hot), bce * 6, atol=1e-4)  # no focusing, no clip: BCE summed over tags
+    shifted = create_loss(LossConfig(name="asl", label_smoothing=0.0), [1] * 6)  # the paper's: easy negatives count less
+    assert shifted(logits, hot) < asl(logits, hot)
 
 
 def test_focal_is_cross_entropy_at_gamma_zero_and_downweights_easy_examples():

@@ -46,8 +46,29 @@ def test_log_loss_is_clipped_as_kaggle_scores_it():
 def test_registry_modes_scores_and_the_epoch_report_agree():
     assert EpochReport.scores() == {name: metric.mode for name, metric in METRICS.items()}
     probs, y = random_probs(100, 4, 3)
+    hot = np.eye(4)[y]
+    hot[::3, 0] = 1  # some images with two tags
     for metric in METRICS.values():
-        value = metric.value(probs, y)
-        assert metric.shown(metric.score(probs, y)) == pytest.approx(value)  # higher-is-better, and back
+        target = y if "multiclass" in metric.tasks else hot
+        assert metric.shown(metric.score(probs, target)) == pytest.approx(metric.value(probs, target))  # and back
     assert METRICS["val_logloss"].score(probs, y) == pytest.approx(-log_loss(probs, y))
     assert METRICS["val_logloss"].calibrated and not METRICS["val_auc"].calibrated
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_each_tag_metric_equals_sklearns(seed):
+    from orchestrator.metrics import f1_macro_tags, f1_micro, f1_samples, f2_samples, mean_average_precision
+
+    rng = np.random.default_rng(seed)
+    hot = (rng.random((300, 7)) < 0.3).astype(int)
+    hot[np.arange(7), np.arange(7)] = 1  # every tag has a positive row
+    probs = np.clip(0.45 * hot + 0.6 * rng.random(hot.shape), 0, 1)
+    called = probs >= 0.5
+    assert f2_samples(probs, hot) == pytest.approx(sk.fbeta_score(hot, called, beta=2, average="samples", zero_division=0))
+    assert f1_samples(probs, hot) == pytest.approx(sk.f1_score(hot, called, average="samples", zero_division=0))
+    assert f1_micro(probs, hot) == pytest.approx(sk.f1_score(hot, called, average="micro", zero_division=0))
+    assert f1_macro_tags(probs, hot) == pytest.approx(sk.f1_score(hot, called, average="macro", zero_division=0))
+    assert mean_average_precision(probs, hot) == pytest.approx(sk.average_precision_score(hot, probs, average="macro"))
+    assert macro_auc(probs, hot) == pytest.approx(sk.roc_auc_score(hot, probs, average="macro"))
+    expected = np.mean([sk.log_loss(hot[:, k], probs[:, k], labels=[0, 1]) for k in range(7)])
+    assert log_loss(probs, hot) == pytest.approx(expected)
