@@ -7,8 +7,8 @@ import itertools
 import pytest
 import torch
 
-from orchestrator.config import LossConfig, LRSchedulerConfig, OptimizerConfig
 from orchestrator.catalog import TAG_LOSSES
+from orchestrator.config import LossConfig, LRSchedulerConfig, OptimizerConfig
 from orchestrator.train.losses import LOSSES, create_loss
 from orchestrator.train.optim import LR_SCHEDULERS, OPTIMIZERS, create_lr_scheduler, create_optimizer
 
