@@ -158,6 +158,20 @@ def kaggle_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def multilabel_root(tmp_path_factory) -> Path:
+    """quickdraw10 as a multi-label competition (export_multilabel_csv): 480 images of 1-3 drawings each on a 2 x 2
+    grid, their classes as space-separated tags; a shuffled sample submission; held-out tags in test_labels.csv."""
+    from orchestrator.data.export import export_multilabel_csv, quickdraw_images
+
+    if not QUICKDRAW.is_dir():
+        pytest.skip(f"quickdraw10 not found at {QUICKDRAW}")
+    root = tmp_path_factory.mktemp("multilabel") / "tags"
+    images, targets, classes = quickdraw_images(QUICKDRAW, per_class=100)
+    export_multilabel_csv(images, targets, classes, root, count=480, test_fraction=0.25, seed=0)
+    return root
+
+
 # 12 persons: every gender x age-bin pair twice, ages on both sides of the bin edges
 PEOPLE = [(f"{i:06d}", gender, age) for i, (gender, age) in enumerate(
     [("male", 29), ("male", 30), ("male", 59), ("male", 60), ("female", 18), ("female", 45), ("female", 70),
