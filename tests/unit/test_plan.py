@@ -66,6 +66,7 @@ GOLDEN_IDS = {
     "csv.yaml": ["ec04f37e98", "dcbd4ee97d"],
     "demo.yaml": ["60bd4425eb", "a5277cbd89", "f9c1c634b6", "39e32d0b9f"],
     "image_folder.yaml": ["aacd899b7b", "004c261ebe"],
+    "multilabel.yaml": ["9436facb3a", "2a43406f40"],
     "mask.yaml": ["512c71dd6c", "aee70a1d9a", "6e8d481e51", "44b4652140", "9f18231762", "72ce0acb72"],
     "sketch.yaml": ["ba22fd55ae", "5e0cbfc9b5", "5d62fba9a7", "9f2e62b9e4", "079c738ef3", "1021732998"],
 }
