@@ -35,7 +35,7 @@ def test_multilabel_grid_ensemble_submission_and_predict(tmp_path, multilabel_ro
     assert submission.columns.tolist() == ["image_id", "tags"]
     assert submission["image_id"].tolist() == sample["image_id"].tolist()  # the sample's row order
     called = submission["tags"].str.split(" ")
-    assert all(1 <= len(tags) and set(tags) <= set(classes) for tags in called)  # tag names, at least one each
+    assert all(len(tags) >= 1 and set(tags) <= set(classes) for tags in called)  # tag names, at least one each
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = mlflow_runs(uri, "tags")
