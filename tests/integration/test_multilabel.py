@@ -4,6 +4,7 @@ thresholds to the submission (with TTA, MixUp and a refit on the way)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 
@@ -44,11 +45,11 @@ def test_multilabel_grid_ensemble_submission_and_predict(tmp_path, multilabel_ro
     client = MlflowClient(uri)
     insight = {a.path for a in client.list_artifacts(trial.info.run_id, "insight")}
     assert {"insight/per_class.json", "insight/mistakes.txt", "insight/gallery.png"} <= insight
-    page = open(client.download_artifacts(trial.info.run_id, "insight/mistakes.txt", str(tmp_path))).read()
+    page = Path(client.download_artifacts(trial.info.run_id, "insight/mistakes.txt", str(tmp_path))).read_text()
     assert "tags most often missed" in page and "tags most often added" in page
     assert any(r.data.tags.get("refit") == "true" for r in runs)
     ensemble_run = next(r for r in runs if r.data.tags["orchestrator.role"] == "ensemble")
-    thresholds = json.loads(open(client.download_artifacts(ensemble_run.info.run_id, "thresholds.json", str(tmp_path))).read())
+    thresholds = json.loads(Path(client.download_artifacts(ensemble_run.info.run_id, "thresholds.json", str(tmp_path))).read_text())
     assert list(thresholds) == classes
     metrics = ensemble_run.data.metrics
     assert {"holdout_f1_samples", "holdout_f2", "holdout_map", "thresholds_cv_fixed"} <= set(metrics)
