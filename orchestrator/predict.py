@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
+from orchestrator.console import quiet_libraries
 from orchestrator.errors import InputError
 
 CHUNK_BATCHES = 8  # images per model call = batch size x this: the progress bar moves per call
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "shard per GPU (else per CPU) and predicted in Ray tasks; every node must reach the images "
                              "and the tracking store")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a grid key")
+    parser.add_argument("--verbose", action="store_true", help="MLflow's INFO lines too")
     return parser.parse_args(argv)
 
 
@@ -121,11 +123,12 @@ def predict_rows(model, rows, params: dict, given: str = "INPUT"):
     (`given`: INPUT as the user gave it)."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
-    from tqdm import tqdm
+
+    from orchestrator.console import progress
 
     chunk = params["batch_size"] * CHUNK_BATCHES
     parts = []
-    with tqdm(total=len(rows), unit="img", desc="predicting", file=sys.stderr) as bar:
+    with progress(len(rows), "predicting", "img", sys.stderr) as bar:
         for start in range(0, len(rows), chunk):
             part = rows.iloc[start:start + chunk]
             try:
@@ -141,7 +144,8 @@ def predict_on_ray(address: str, uri: str, tracking_uri: str, rows, params: dict
     import numpy as np
     import pandas as pd
     import ray
-    from tqdm import tqdm
+
+    from orchestrator.console import progress
 
     ray.init(address=address, log_to_driver=False, configure_logging=True, logging_level="WARNING")
     try:
@@ -158,7 +162,7 @@ def predict_on_ray(address: str, uri: str, tracking_uri: str, rows, params: dict
             return mlflow.pyfunc.load_model(uri).predict(pd.DataFrame({"image_path": paths}), params=params)
 
         refs = [shard.remote(list(paths)) for paths in shards]
-        with tqdm(total=len(rows), unit="img", desc=f"predicting ({len(refs)} Ray tasks)", file=sys.stderr) as bar:
+        with progress(len(rows), f"predicting ({len(refs)} Ray tasks)", "img", sys.stderr) as bar:
             pending = {ref: len(paths) for ref, paths in zip(refs, shards)}
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.serve.inputs import read_inputs
 
     args = parse_args(argv)
+    quiet_libraries(args.verbose)
     uri, tracking_uri = resolve_model(args.model, args.tracking_uri, args.set)
     inputs = read_inputs(args.input, lambda: model_format(uri, tracking_uri, args.model))
     if args.format == "submission" and not inputs.writes_submission:

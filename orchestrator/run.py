@@ -13,6 +13,7 @@ import sys
 
 from orchestrator.cli import main_guard, parse_override
 from orchestrator.config import PseudoConfig, load_grid
+from orchestrator.console import quiet_libraries
 from orchestrator.errors import InputError
 from orchestrator.search.preflight import check_libraries
 
@@ -25,7 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="override a grid key, e.g. --set train.epochs=3 (repeatable)")
     parser.add_argument("--dry-run", action="store_true", help="print the trial plan and touch nothing")
     parser.add_argument("--address", default=None, help="Ray cluster address ('auto' joins `ray up`); default: local Ray")
-    parser.add_argument("--verbose", action="store_true", help="stream Ray worker logs to this console")
+    parser.add_argument("--verbose", action="store_true", help="stream Ray worker logs and MLflow's INFO lines to this console")
     parser.add_argument("--pseudo", default=None, metavar="ENSEMBLE_RUN",
                         help="a pseudo-labelling round: the confident test predictions of this ensemble run (its id, or "
                              "'latest') join every fold's training rows (pseudo.threshold, default 0.9, or pseudo.top_fraction)")
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_libraries(args.verbose)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
     check_libraries(grid, args.grid)
     if args.pseudo:  # not a --set: a run id is text, and YAML would read some as numbers

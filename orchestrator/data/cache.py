@@ -109,7 +109,7 @@ def _fill(target: str, paths: list[str], start: int, framing: Framing) -> int:
 
 def build(paths: list[str], framing: Framing, target: Path, processes: int | None = None, progress: bool = True) -> None:
     """Write the cache file for `paths` (every core by default), atomically: a partial file is never seen."""
-    from tqdm import tqdm
+    from orchestrator.console import progress as bar_of
 
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(f".partial-{os.getpid()}.npy")
@@ -117,8 +117,8 @@ def build(paths: list[str], framing: Framing, target: Path, processes: int | Non
     chunk = 256
     starts = range(0, len(paths), chunk)
     with ProcessPoolExecutor(processes or os.cpu_count() or 1) as pool, \
-            tqdm(total=len(paths), desc=f"decoding {len(paths)} images once ({framing.slug})", unit="img",
-                 disable=not progress, file=sys.stdout, mininterval=2.0) as bar:
+            bar_of(len(paths), f"decoding {len(paths)} images once ({framing.slug})", "img", sys.stdout,
+                   disable=not progress, mininterval=2.0) as bar:
         jobs = [pool.submit(_fill, str(partial), paths[s:s + chunk], s, framing) for s in starts]
         for job in jobs:
             bar.update(job.result())

@@ -21,6 +21,7 @@ from orchestrator.blend import shift
 from orchestrator.board import read_csv, render
 from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
+from orchestrator.console import quiet_libraries
 from orchestrator.data.submission import SubmissionFormat
 from orchestrator.ensemble.fit import THRESHOLD_METRICS, EnsembleResult, fit_members, served_probabilities
 from orchestrator.ensemble.members import load_members, use_refits
@@ -43,11 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("grid", help="the grid.yaml that was run")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a grid key")
+    parser.add_argument("--verbose", action="store_true", help="MLflow's INFO lines too")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    quiet_libraries(args.verbose)
     grid = load_grid(args.grid, [parse_override(s) for s in args.set])
     tracker = Tracker(grid.tracking.uri, grid.name, grid.tracking.artifact_root, create=False)
     members, skipped = load_members(tracker, grid.data.folds.folds_to_train())

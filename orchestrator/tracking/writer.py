@@ -6,12 +6,15 @@ retries for minutes) would hold every GPU of the cluster. So the callback hands
 its writes to `TrackingWriter`, which has the same write methods as `Tracker` and
 returns at once:
 
-- Each write is appended to a journal (`ops.jsonl` in the journal folder, the
-  files it logs copied beside it) before it is queued, and marked done there once
-  MLflow took it. One thread applies them in order; a write that fails for a
-  reason that may pass (a server away, a locked database) is retried until it
-  goes through, so each is written once and in order. A write MLflow refuses for
-  good (a bad value) is said and dropped, so it cannot hold up the rest.
+- Each write is appended to a journal (`ops.jsonl` in the journal folder, plain
+  JSON, the files it logs copied beside it) before it is queued, and marked done
+  there once MLflow took it. One thread applies them in order; a write that fails
+  the way a server or network does (a connection refused or reset, a timeout, an
+  HTTP 5xx or 429, a locked database) is retried until it goes through, so each is
+  written once and in order. Any other failure (MLflow refusing a value, a bug, a
+  spooled file gone) drops that one write, keeps it in `<journal>.set-aside.jsonl`
+  and says so in one line, so it cannot hold up the rest; a journal entry that
+  cannot be read back (another release's) is set aside there too.
 - A run is created by the thread too: `start_run` returns a `RunHandle` at once,
   and later writes to it wait behind its creation in the queue. The created run
   carries the handle's key as a tag, so a creation retried after its answer was
@@ -19,17 +22,17 @@ returns at once:
 - Metrics keep the time they were logged at, so a retried batch is the same
   batch (MLflow keeps one copy of an identical metric).
 - `behind()` says how far the writes lag (the live line and the heartbeat show
-  it); `drain()` waits for them, saying why. What is unwritten when the driver is
+  it); `drain()` waits for them, saying why, and raises the writer thread's error
+  if the thread died (it never waits on a dead thread). What is unwritten when the driver is
   stopped stays in the journal, and the next run of the grid writes it first
   (`replay` before anything reads MLflow).
 """
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import json
 import os
-import pickle
 import queue
 import shutil
 import sys
@@ -44,9 +47,70 @@ from orchestrator.tracking.mlflow_store import Tracker
 
 WRITE_ID = "orchestrator.write_id"  # tag: the RunHandle key a run was created for
 LATE_S = 10.0  # a write still pending after this long means tracking is behind
-# MLflow's error codes that a retry cannot change: the write is said and dropped
-PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "RESOURCE_ALREADY_EXISTS", "BAD_REQUEST",
-             "INVALID_STATE", "PERMISSION_DENIED", "UNAUTHENTICATED"}
+# MLflow's error codes of what a server or network does, which a retry can change (anything else is set aside)
+TRANSIENT_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "DEADLINE_EXCEEDED", "SERVICE_UNDER_MAINTENANCE",
+                   "ABORTED"}
+# what MLflow's client says (as a plain MlflowException, code INTERNAL_ERROR) when the server or network failed
+NETWORK_TEXT = ("API request to", "Max retries exceeded", "Connection", "connection", "timed out", "Timeout",
+                "database is locked", "Temporary failure")
+
+
+def transient(err: BaseException) -> bool:
+    """Whether `err` is what a tracking server or the network does (retry it): connection errors, timeouts, HTTP 5xx
+    and 429 answers, a locked sqlite database. A deterministic error (a TypeError after a rename, a missing file, a
+    value MLflow refuses) is not."""
+    if isinstance(err, (ConnectionError, TimeoutError)):
+        return True
+    name, text = type(err).__name__, str(err)
+    if name in {"ConnectTimeout", "ReadTimeout", "Timeout", "ConnectionError", "ProtocolError", "MaxRetryError",
+                "ChunkedEncodingError", "RemoteDisconnected"}:
+        return True
+    if name == "OperationalError":  # sqlite under another writer
+        return "locked" in text or "busy" in text
+    if name == "RestException":  # the server's own answer: its HTTP status says
+        status = err.get_http_status_code()
+        return status >= 500 or status == 429 or err.error_code in TRANSIENT_CODES
+    if name == "MlflowException":
+        return err.error_code in TRANSIENT_CODES or any(t in text for t in NETWORK_TEXT)
+    return False
+
+
+def encode(value: Any) -> Any:
+    """A write's arguments as plain JSON (runs as handles, dataset inputs as their fields)."""
+    from mlflow.entities import DatasetInput
+
+    if isinstance(value, RunHandle):
+        return {"__run__": value.key, "id": value.id}
+    if isinstance(value, DatasetInput):
+        d = value.dataset
+        return {"__dataset__": {"name": d.name, "digest": d.digest, "source_type": d.source_type, "source": d.source,
+                                "schema": d.schema, "profile": d.profile}, "tags": {t.key: t.value for t in value.tags}}
+    if isinstance(value, (list, tuple)):
+        return [encode(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): encode(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    raise TypeError(f"cannot journal a {type(value).__name__}")
+
+
+def decode(value: Any) -> Any:
+    """`encode`'s JSON back (lists stay lists: every write takes them as it took the tuples)."""
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    if isinstance(value, dict) and "__run__" in value:
+        return RunHandle(value["__run__"], value["id"])
+    if isinstance(value, dict) and "__dataset__" in value:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        return DatasetInput(Dataset(**value["__dataset__"]), tags=[InputTag(k, v) for k, v in value["tags"].items()])
+    if isinstance(value, dict):
+        return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+class WriterDied(RuntimeError):
+    """The writer thread ended with an error of its own: what was not written is in the journal."""
 
 
 @dataclass
@@ -79,6 +143,8 @@ class TrackingWriter:
         self.seq = 0
         self.stopping = threading.Event()
         self.unjournaled = False  # a journal write failed (said once)
+        self.died: BaseException | None = None  # what ended the thread, if it ended by an error
+        self.set_aside = self.journal.with_name(f"{self.journal.name}.set-aside.jsonl")
         for write in self._unwritten():  # an earlier driver's, first
             self._queue(write)
         self.thread = threading.Thread(target=self._work, name="mlflow-writer", daemon=True)
@@ -148,9 +214,12 @@ class TrackingWriter:
 
     def drain(self, say=print, every_s: float = 30.0) -> None:
         """Wait until every write is in MLflow, saying every `every_s` what it waits for (Ctrl-C leaves the rest
-        in the journal, for the next run of the grid)."""
+        in the journal, for the next run of the grid); WriterDied if the thread is gone with writes pending."""
         said = 0.0
         while self.pending:
+            if not self.thread.is_alive():
+                raise WriterDied(f"the MLflow writer thread stopped ({self.died!r}) with {len(self.pending)} write(s) "
+                                 f"unwritten; they stay in {self.journal}, which the grid's next run writes first")
             lag = self.behind()
             if lag and time.monotonic() - said >= every_s:
                 said = time.monotonic()
@@ -177,12 +246,16 @@ class TrackingWriter:
     # ------------------------------------------------------------ the thread
 
     def _work(self) -> None:
-        while (write := self.queue.get()) is not None:
-            attempt = 0
-            while not self._apply(write, attempt):
-                attempt += 1
-                if self.stopping.wait(self.retry_s):
-                    return
+        try:
+            while (write := self.queue.get()) is not None:
+                attempt = 0
+                while not self._apply(write, attempt):
+                    attempt += 1
+                    if self.stopping.wait(self.retry_s):
+                        return
+        except BaseException as err:
+            self.died = err
+            raise
 
     def _apply(self, write: Write, attempt: int) -> bool:
         """Apply one write; False to retry it. Done (or dropped) writes are marked in the journal."""
@@ -196,19 +269,22 @@ class TrackingWriter:
                 done["key"] = handle.key
             else:
                 getattr(self.tracker, write.op)(*(self._id(a) for a in write.args))
-        except Exception as err:  # noqa: BLE001 - sorted below: retried, or said and dropped
-            code = getattr(err, "error_code", "")
-            if code not in PERMANENT:
-                self.error = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        except Exception as err:  # noqa: BLE001 - sorted below: retried, or set aside with a line
+            reason = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            if transient(err):
+                self.error = reason
                 return False
-            print(f"tracking: MLflow refused {write.op} ({err}); the write is dropped", file=sys.stderr, flush=True)
+            self._set_aside({"seq": write.seq, "op": write.op, "args": self._encoded(write.args), "error": reason})
+            print(f"tracking: MLflow write {write.op} failed ({reason}); it is not retried, and is kept in "
+                  f"{self.set_aside}; the grid goes on", file=sys.stderr, flush=True)
         self.error = None
         self._journal(done)
         with self.lock:
             self.pending.pop(write.seq, None)
         for arg in write.args:
             if isinstance(arg, str) and arg.startswith(str(self.journal)):
-                Path(arg).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):  # a spooled file's cleanup must never end the thread
+                    Path(arg).unlink(missing_ok=True)
         return True
 
     def _made_for(self, handle: RunHandle) -> str | None:
@@ -225,13 +301,27 @@ class TrackingWriter:
         with self.lock:
             self.seq += 1
             write = Write(self.seq, op, args)
-        self._journal({"seq": write.seq, "op": op, "args": base64.b64encode(pickle.dumps(args)).decode()})
+        self._journal({"seq": write.seq, "op": op, "args": encode(args)})
         self._queue(write)
 
     def _queue(self, write: Write) -> None:
         with self.lock:
             self.pending[write.seq] = write
         self.queue.put(write)
+
+    def _encoded(self, args: tuple) -> Any:
+        try:
+            return encode(args)
+        except TypeError as err:
+            return f"(not JSON: {err})"
+
+    def _set_aside(self, entry: dict) -> None:
+        """Keep a write that will not be retried, or a journal entry that cannot be read, where people find it."""
+        try:
+            with self.lock, self.set_aside.open("a") as out:
+                out.write(json.dumps(entry, default=str) + "\n")
+        except OSError as err:
+            print(f"tracking: cannot keep it in {self.set_aside} ({err})", file=sys.stderr, flush=True)
 
     def _journal(self, entry: dict) -> None:
         """Append to the journal; a journal that cannot be written (a full disk) costs only the kill-safety of
@@ -250,8 +340,8 @@ class TrackingWriter:
         path = self.journal / "ops.jsonl"
         if not path.is_file():
             return []
-        writes, done = {}, set()
-        for line in path.read_text().splitlines():
+        writes, done, unreadable = {}, set(), []
+        for line in path.read_text(errors="replace").splitlines():
             try:
                 entry = json.loads(line)
             except ValueError:
@@ -260,10 +350,20 @@ class TrackingWriter:
                 done.add(entry["done"])
                 if "key" in entry:
                     self.ids[entry["key"]] = entry["run_id"]
-            else:
-                args = pickle.loads(base64.b64decode(entry["args"]))
-                writes[entry["seq"]] = Write(entry["seq"], entry["op"], args, replayed=True)
-        self.seq = max([*writes, *done], default=0)
+                continue
+            try:
+                if not hasattr(Tracker, entry["op"]) or not isinstance(entry["args"], list):
+                    raise ValueError(f"not a write of this release: {entry['op']!r}")
+                writes[entry["seq"]] = Write(entry["seq"], entry["op"], tuple(decode(entry["args"])), replayed=True)
+            except Exception as err:  # noqa: BLE001 - another release's entry (a pickle, a renamed class): set aside
+                unreadable.append({**entry, "error": f"{type(err).__name__}: {err}"} if isinstance(entry, dict) else entry)
+        for entry in unreadable:
+            self._set_aside(entry)
+        if unreadable:
+            print(f"tracking: {len(unreadable)} journal entr{'y' if len(unreadable) == 1 else 'ies'} in {path} could not "
+                  f"be read (written by another release?); set aside in {self.set_aside}, the grid goes on",
+                  file=sys.stderr, flush=True)
+        self.seq = max([*writes, *done, *(e.get("seq", 0) for e in unreadable if isinstance(e, dict))], default=0)
         return [w for seq, w in sorted(writes.items()) if seq not in done]
 
     def _spool(self, name: str) -> Path:

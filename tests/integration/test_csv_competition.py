@@ -25,9 +25,14 @@ def test_kaggle_layout_grid_ensemble_submission_and_predict(tmp_path, kaggle_roo
             "resources": {"max_concurrent_trials": 2}, "ensemble": {"method": "auto", "refit": "best"},
             "insight": {"gradcam_configs": 0, "gallery": 4}}
     grid_file = write_grid(tmp_path, grid)
-    assert run_cli("orchestrator.run", str(grid_file), cwd=tmp_path).returncode == 0
+    run = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr
+    for output in (run, ensemble):  # to a pipe, as to a log file: whole lines, no MLflow INFO lines
+        printed = output.stdout + output.stderr
+        assert "\r" not in printed and " INFO " not in printed, printed
+    assert "decoding" in run.stdout  # the image cache's progress, as a start and an end line
 
     sample, truth = read(labels_root / "sample_submission.csv"), read(labels_root / "test_labels.csv")
     submission = read(tmp_path / "submission.csv")

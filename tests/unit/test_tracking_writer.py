@@ -6,6 +6,7 @@ A real sqlite MLflow store; the outage is a Tracker whose calls fail while `down
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -130,3 +131,85 @@ def test_writes_left_by_a_killed_driver_are_written_by_the_next_run_once(tracker
     assert len([r for r in tracker.runs("trial") if r.info.run_name == "made-later"]) == 1
     assert history(tracker, run.id) == [(1, 0.1), (2, 0.2)]
 
+
+
+class Broken:
+    """A Tracker whose `op` raises `error` (a deterministic bug, not a server away)."""
+
+    def __init__(self, tracker: Tracker, op: str, error: Exception):
+        self.tracker, self.op, self.error, self.calls = tracker, op, error, 0
+
+    def __getattr__(self, name):
+        if name != self.op:
+            return getattr(self.tracker, name)
+
+        def call(*args, **kwargs):
+            self.calls += 1
+            raise self.error
+
+        return call
+
+
+@pytest.mark.parametrize("error", [TypeError("log_metrics() got an unexpected keyword argument 'when'"),
+                                   FileNotFoundError(2, "No such file or directory")])
+def test_a_deterministic_error_sets_that_write_aside_once_and_the_rest_go_on(tracker, tmp_path, capfd, error):
+    broken = Broken(tracker, "log_metrics", error)
+    writer = TrackingWriter(broken, tmp_path / "journal", retry_s=0.05)
+    run = writer.start_run("t-f0", "trial")
+    writer.log_metrics(run, {"val_acc": 0.5}, step=1)
+    writer.set_tags(run, {"after": "yes"})
+    writer.drain(every_s=60)
+    writer.close()
+    assert broken.calls == 1  # never retried
+    assert tracker.client.get_run(run.id).data.tags["after"] == "yes"  # the later write was not held up
+    kept = [json.loads(line) for line in (tmp_path / "journal.set-aside.jsonl").read_text().splitlines()]
+    assert [k["op"] for k in kept] == ["log_metrics"] and type(error).__name__ in kept[0]["error"]
+    assert kept[0]["args"][1] == {"val_acc": 0.5}
+    err = capfd.readouterr().err
+    assert err.count("tracking: MLflow write log_metrics failed") == 1 and "journal.set-aside.jsonl" in err
+
+
+def test_server_errors_are_retried_and_bugs_are_not():
+    from mlflow.exceptions import MlflowException
+
+    from orchestrator.tracking.writer import transient
+
+    assert transient(ConnectionError("refused")) and transient(TimeoutError())
+    assert transient(MlflowException("API request to http://127.0.0.1:5000 failed with exception Max retries"))
+    assert not transient(MlflowException("bad value", error_code="INVALID_PARAMETER_VALUE"))
+    assert not transient(TypeError("unexpected keyword")) and not transient(FileNotFoundError(2, "gone"))
+    assert not transient(KeyError("x"))
+
+
+def test_a_dead_writer_thread_fails_drain_instead_of_hanging_it(tracker, tmp_path):
+    writer = TrackingWriter(tracker, tmp_path / "journal", retry_s=0.05)
+
+    def journal_fails(entry):
+        if "done" in entry:
+            raise RuntimeError("the journal's disk went away")
+
+    writer._journal = journal_fails  # the thread's own bookkeeping breaks: nothing in _apply catches it
+    run = writer.start_run("t-f0", "trial")
+    writer.log_metrics(run, {"val_acc": 0.5}, step=1)
+    started = time.monotonic()
+    with pytest.raises(writer_module.WriterDied, match=r"the MLflow writer thread stopped .*journal.s disk went away"):
+        writer.drain(every_s=60)
+    assert time.monotonic() - started < 5
+
+
+def test_a_journal_entry_from_another_release_is_set_aside_and_the_rest_replayed(tracker, tmp_path, capfd):
+    writer = TrackingWriter(tracker, tmp_path / "journal", retry_s=0.05)
+    run = writer.start_run("t-f0", "trial")
+    writer.drain(every_s=60)
+    writer.close()
+    journal = tmp_path / "journal" / "ops.jsonl"
+    journal.write_text("\n".join([
+        json.dumps({"seq": 7, "op": "log_metrics", "args": "gASVKAAAAAAAAACMCF9fbWFpbl9flIwDUnVulJOUKYGULg=="}),  # a pickle
+        json.dumps({"seq": 8, "op": "log_renamed", "args": [run.id, {}]}),  # an op this release has not
+        json.dumps({"seq": 9, "op": "set_tags", "args": [{"__run__": run.key, "id": run.id}, {"replayed": "yes"}]}),
+    ]) + "\n")
+    replay(tracker, tmp_path / "journal", say=lambda line: None)
+    assert tracker.client.get_run(run.id).data.tags["replayed"] == "yes"
+    kept = [json.loads(line) for line in (tmp_path / "journal.set-aside.jsonl").read_text().splitlines()]
+    assert [k["seq"] for k in kept] == [7, 8]
+    assert "2 journal entries in" in capfd.readouterr().err
