@@ -362,6 +362,9 @@ class CheckpointConfig(Strict):
     """sparse: the longest stretch between two resumable checkpoints"""
     sparse_from_params_m: float = Field(50.0, gt=0)
     """auto: models with at least this many million parameters checkpoint sparsely (convnext_base: 88)"""
+    timeout_minutes: float = Field(20.0, gt=0)
+    """the longest one checkpoint write (an upload to a bucket) may take before the trial fails with a clear error
+    and is retried from its last committed checkpoint (the storage unreachable, not slow training)"""
     background: bool = True
     """copy the state into CPU buffers kept between epochs (the only part the training waits for) and write and
     upload it in a background thread while the next epoch trains; false: write before the next epoch starts

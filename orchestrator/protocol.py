@@ -52,6 +52,7 @@ class EpochReport:
     # driver predicts from that checkpoint. The epoch of a new best is named once its write committed.
     best_epoch: int = 0
     best_score: float | None = None  # the scheduler metric at best_epoch
+    settled: bool = True  # no checkpoint write in flight at this report: a scheduler may stop the trial only at one
     attempt: int = 0  # how many times the trial was retried from its checkpoint
     worker_node: str = ""  # "<ip>/<node id prefix>" of the rank-0 worker (MLflow tag `nodes`)
     replay: bool = False  # a restored trial repeating its checkpoint's report (the driver may have missed it)
@@ -92,8 +93,8 @@ class EpochReport:
             return None
         known = {f.name: f for f in dataclasses.fields(cls)}
         values = {k: v for k, v in result.items() if k in known}
-        for name in ("trial_done", "replay"):
-            values[name] = bool(values.get(name, False))
+        for name in ("trial_done", "replay", "settled"):
+            values[name] = bool(values.get(name, name == "settled"))
         for name in ("epoch", "best_epoch", "attempt"):
             values[name] = int(values.get(name, 0) or 0)
         # Tune's loggers may hand the nested dict on flattened, with "/" between the parts
@@ -102,6 +103,16 @@ class EpochReport:
         values["heads"] = dict(values.get("heads") or {k.removeprefix("heads/"): v for k, v in result.items()
                                                         if k.startswith("heads/")})
         return cls(**values)
+
+
+def check_stop(report: EpochReport, trial: str) -> None:
+    """The rule pruning relies on: a scheduler stops a trial only at a report that waited for its checkpoint
+    writes (its best is committed, so the driver predicts from a folder that is there). Rung reports wait
+    (CheckpointPolicy.waits) and the schedulers stop only at rungs; this says so loudly if that ever breaks."""
+    if not report.settled:
+        raise RuntimeError(f"the scheduler stopped {trial} at epoch {report.epoch}, whose checkpoint write was still in "
+                           f"flight: its predictions could read a best that is not committed (a scheduler may stop a "
+                           f"trial only at its rungs, whose reports wait for their writes)")
 
 
 class TrialStatus(str, Enum):

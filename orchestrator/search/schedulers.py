@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ray.tune.experiment import Trial
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from orchestrator.config import FoldsConfig, GridConfig, TuneSchedulerConfig, trial_key
-from orchestrator.protocol import TIME_ATTR, EpochReport
+from orchestrator.protocol import TIME_ATTR, EpochReport, check_stop
 from orchestrator.search.fold_rungs import FoldRungs, FoldSeed, Verdict
 
 Seeds = dict[tuple[str, int], FoldSeed]  # (config_id, fold) -> what an earlier run of it left
@@ -24,12 +24,20 @@ def max_epochs(grid: GridConfig) -> int:
     return max([grid.train.epochs, *(int(v) for v in axis.extremes())] if axis else [grid.train.epochs])
 
 
-def _asha(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
-    from ray.tune.schedulers import ASHAScheduler
+class CheckedASHA(ASHAScheduler):
+    """Tune's ASHA, holding the rule pruning relies on (protocol.check_stop)."""
 
+    def on_trial_result(self, tune_controller, trial: Trial, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == TrialScheduler.STOP and (report := EpochReport.from_result(result)) is not None:
+            check_stop(report, tune_trial_key(trial))
+        return decision
+
+
+def _asha(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
     # max_t covers the longest trial; a shorter one ends by itself at its own last epoch
-    return ASHAScheduler(time_attr=TIME_ATTR, max_t=epochs,
-                         grace_period=min(cfg.grace_period, epochs), reduction_factor=cfg.reduction_factor)
+    return CheckedASHA(time_attr=TIME_ATTR, max_t=epochs,
+                       grace_period=min(cfg.grace_period, epochs), reduction_factor=cfg.reduction_factor)
 
 
 def _fifo(cfg: TuneSchedulerConfig, epochs: int, pausing: bool, seeds: Seeds) -> TrialScheduler:
@@ -122,6 +130,7 @@ class FoldASHA(FIFOScheduler):
         epoch = report.epoch
         verdict = self.board.record(config_id, fold, epoch, float(getattr(report, self._metric)))
         if verdict is Verdict.STOP:
+            check_stop(report, tune_trial_key(trial))
             self._stop_idle_siblings(tune_controller, config_id)
             return TrialScheduler.STOP
         if verdict is Verdict.WAIT and self.pausing and not self._siblings_close(config_id, epoch):

@@ -27,11 +27,13 @@ import copy
 import dataclasses
 import math
 import os
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,11 @@ from orchestrator.storage import commit_dir, is_uri, join, remove_tree, write_ma
 from orchestrator.train.checkpoint import prune, save_files
 
 FULL, FINAL, WEIGHTS = "full", "final", "weights"
+
+
+class CheckpointTimeout(RuntimeError):
+    """A checkpoint write (an upload to a bucket, a write to NFS) outlasted train.checkpoint.timeout_minutes."""
+
 
 
 @dataclass
@@ -95,8 +102,8 @@ class CheckpointPolicy:
 class Checkpointer:
     """Writes a trial's checkpoints to `trial_dir`, in a background thread unless `background` is false."""
 
-    def __init__(self, trial_dir: str, background: bool = True) -> None:
-        self.trial_dir = trial_dir
+    def __init__(self, trial_dir: str, background: bool = True, timeout_s: float = 1200.0) -> None:
+        self.trial_dir, self.timeout_s = trial_dir, timeout_s
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint", initializer=_yield_to_training) \
             if background else None
         self._pending: Future | None = None
@@ -127,24 +134,38 @@ class Checkpointer:
         return self._pending is not None and not self._pending.done()
 
     def settle(self, block: bool = False) -> None:
-        """Take in a finished background write (or wait for it: `block`); its error is raised here."""
+        """Take in a finished background write (or wait for it: `block`, at most `timeout_s`); its error is raised
+        here, and a write that outlasts the timeout is a CheckpointTimeout."""
         if self._pending is not None and (block or self._pending.done()):
             pending, self._pending = self._pending, None
-            pending.result()
+            try:
+                pending.result(timeout=self.timeout_s)
+            except FutureTimeout:
+                raise CheckpointTimeout(f"a checkpoint write to {self.trial_dir} did not finish in {self.timeout_s:.0f} s: "
+                                        f"the storage is unreachable or too slow (check tracking.storage and the "
+                                        f"node's network); the trial is retried from its last committed checkpoint, "
+                                        f"or raise train.checkpoint.timeout_minutes") from None
 
     def report(self, report: EpochReport, held_s: float) -> EpochReport:
         """`report` as the driver may act on it: the best committed epoch, and this epoch's checkpoint seconds."""
         self.settle()
         return dataclasses.replace(report, best_epoch=self.durable[0], best_score=self.durable[1],
-                                   checkpoint_s=held_s, checkpoint_write_s=self.write_s)
+                                   checkpoint_s=held_s, checkpoint_write_s=self.write_s, settled=not self.busy())
 
-    def close(self) -> None:
-        """Wait for the write in flight (a retry after an error restarts from it) and stop the thread."""
+    def close(self, quiet: bool = False) -> None:
+        """Wait for the write in flight (a retry after an error restarts from it), stop the thread and free the
+        buffers. `quiet`: the caller is raising an error of its own (a NaN loss must fail as itself, not as a
+        write error): a write's error is said in one line instead of raised."""
         try:
             self.settle(block=True)
+        except Exception as err:
+            if not quiet:
+                raise
+            print(f"checkpoint: the write in flight failed too ({type(err).__name__}: {err})", file=sys.stderr, flush=True)
         finally:
             if self._pool is not None:
-                self._pool.shutdown(wait=True)
+                self._pool.shutdown(wait=not quiet, cancel_futures=True)
+            self._buffers.clear()
 
     def _write(self, epoch: int, weights: dict[str, Any], state: dict[str, Any] | None,
                best: tuple[int, float | None]) -> None:

@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -207,7 +208,8 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
     note = "" if progress.last_report else note
     cfg = trial.train
     policy = CheckpointPolicy.of(cfg.checkpoint, trial.scheduler, cfg.epochs, sum(p.numel() for p in run.setup.model.parameters()))
-    keeper = Checkpointer(session.trial_dir, cfg.checkpoint.background) if session.rank == 0 else None
+    keeper = Checkpointer(session.trial_dir, cfg.checkpoint.background, cfg.checkpoint.timeout_minutes * 60) \
+        if session.rank == 0 else None
     if keeper is not None:
         keeper.durable = (progress.best_epoch, progress.best_score)  # a restored best is committed
     try:
@@ -220,8 +222,8 @@ def _run_epochs(trial: TrialConfig, session: Session, sampler) -> None:
             if report.trial_done:
                 return
     finally:
-        if keeper is not None:
-            keeper.close()
+        if keeper is not None:  # the loop's own error (a NaN loss) stays the one raised: a write error is said
+            keeper.close(quiet=sys.exc_info()[0] is not None)
 
 
 def checkpointed(keeper: Checkpointer, policy: CheckpointPolicy, report: EpochReport, improved: bool, run: Training,

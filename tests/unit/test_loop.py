@@ -95,3 +95,65 @@ def test_a_refit_trains_on_every_row_keeps_its_last_epoch_and_predicts_only_the_
     assert "val_acc" not in last.metrics() and "train_loss" in last.metrics()
     frames = load_frames(trial.layout.predictions(trial.trial_key))
     assert "oof" not in frames and ("test" in frames) == (trial.tables.test_path is not None)
+
+
+def test_a_nan_loss_fails_as_itself_when_a_checkpoint_write_in_flight_fails_too(minimal_grid, tmp_path, monkeypatch,
+                                                                                   capfd):
+    """The loop's `finally` closes the checkpointer without replacing the loop's own error (a NaN loss must fail
+    at once, not look like a storage fault that Tune retries)."""
+    import math
+
+    from orchestrator.train import checkpointer as checkpointer_module
+    from orchestrator.train import loop as loop_module
+    from orchestrator.train.loop import NonFiniteLossError
+
+    real_save, real_epoch, writes = checkpointer_module.save_files, loop_module.train_one_epoch, []
+
+    def save_files(*args, **kwargs):
+        writes.append(1)
+        if len(writes) > 1:  # epoch 2's write, in the background, fails
+            raise OSError("the storage went away")
+        return real_save(*args, **kwargs)
+
+    def train_one_epoch(model, loader, parts, epoch):
+        loss, seen, waited = real_epoch(model, loader, parts, epoch)
+        return (math.nan if epoch == 2 else loss), seen, waited
+
+    monkeypatch.setattr(checkpointer_module, "save_files", save_files)
+    monkeypatch.setattr(loop_module, "train_one_epoch", train_one_epoch)
+    with pytest.raises(NonFiniteLossError, match="train_loss is nan in epoch 3"):
+        run(a_trial(minimal_grid, tmp_path, epochs=4))
+    assert "checkpoint: the write in flight failed too (OSError: the storage went away)" in capfd.readouterr().err
+
+
+def test_a_write_that_outlasts_its_timeout_is_a_clear_error_and_close_frees_the_buffers(tmp_path, monkeypatch):
+    import threading
+
+    import torch
+
+    from orchestrator.train import checkpointer as checkpointer_module
+    from orchestrator.train.checkpointer import FULL, Checkpointer, CheckpointTimeout
+
+    release = threading.Event()
+    monkeypatch.setattr(checkpointer_module, "save_files", lambda *a, **k: release.wait(10))
+    keeper = Checkpointer(str(tmp_path / "trial"), background=True, timeout_s=0.3)
+    keeper.save(FULL, 1, {"w": torch.ones(3)}, {"next_epoch": 1}, (1, 0.5))
+    assert keeper._buffers  # the state's copy, kept for the next checkpoint
+    with pytest.raises(CheckpointTimeout, match=r"did not finish in 0 s: the storage is unreachable or too slow"):
+        keeper.settle(block=True)
+    release.set()
+    keeper.close()
+    assert not keeper._buffers
+
+
+def test_a_scheduler_may_stop_a_trial_only_at_a_settled_report():
+    from orchestrator.config import TuneSchedulerConfig
+    from orchestrator.protocol import check_stop
+    from orchestrator.train.checkpointer import CheckpointPolicy
+
+    cfg = TuneSchedulerConfig(kind="asha", grace_period=1, reduction_factor=2)
+    policy = CheckpointPolicy(sparse=True, minutes=60, rungs=frozenset(cfg.rung_epochs(10)))
+    assert all(policy.waits(epoch, kind) for epoch in cfg.rung_epochs(10) for kind in (None, "weights", "full"))
+    check_stop(EpochReport(epoch=2, settled=True), "c-f0")
+    with pytest.raises(RuntimeError, match="stopped c-f0 at epoch 3, whose checkpoint write was still in flight"):
+        check_stop(EpochReport(epoch=3, settled=False), "c-f0")
