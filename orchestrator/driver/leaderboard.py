@@ -42,7 +42,7 @@ def _row(group: list[TrialRecord], folds: list[int], axes: list[str]) -> dict:
     cost = total(r.cost for r in group)
     group = [r for r in group if r is not refit]  # a refit is planned from its folds' records: they are here too
     first = group[0].planned
-    scores = {r.planned.config.fold: r.best if r.best is not None and math.isfinite(r.best) else None for r in group}
+    scores = {r.planned.config.fold: r.score if r.score is not None and math.isfinite(r.score) else None for r in group}
     values = [s for s in scores.values() if s is not None]
     statuses = Counter(str(r.status) for r in group)
     return {"config_id": first.config.config_id, "model": first.config.model.name,

@@ -114,7 +114,7 @@ def summary_rows(records: Iterable[Any], metric: str) -> tuple[list[str], list[l
     ordered = sorted(records, key=lambda r: (r.planned.config.config_id, r.planned.config.fold))
     rows = [[r.planned.config.config_id, r.planned.config.model.name, "refit" if r.planned.config.refit else str(r.planned.config.fold),
              f"{r.status}" + (" (reused)" if r.reused else ""), str(r.epochs),
-             "-" if r.best is None else f"{r.best:.4f}", f"{r.cost.wall_s:.1f}", f"{r.cost.cpu_hours:.5f}",
+             "-" if r.score is None else f"{r.score:.4f}", f"{r.cost.wall_s:.1f}", f"{r.cost.cpu_hours:.5f}",
              f"{r.cost.gpu_hours:.5f}"] + [short_value(r.planned.searched.get(a)) for a in axes] for r in ordered]
     return header, rows
 

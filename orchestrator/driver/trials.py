@@ -6,6 +6,7 @@ on what changed; the summary table and the progress view read it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,7 +25,8 @@ class TrialRecord:
     run_id: str | None = None
     status: TrialStatus = TrialStatus.PENDING
     epochs: int = 0
-    best: float | None = None
+    best: float | None = None  # the best epoch's score whose checkpoint is committed (what predictions use)
+    seen_best: float | None = None  # the best score any report showed, committed or not (what people are shown)
     best_epoch: int | None = None
     best_checkpoint: str | None = None
     error: str | None = None
@@ -38,6 +40,12 @@ class TrialRecord:
     @property
     def key(self) -> str:
         return self.planned.key
+
+    @property
+    def score(self) -> float | None:
+        """The trial's best score as its reports showed it: a Ctrl-C after an epoch whose checkpoint had not yet
+        committed still shows that epoch's score (the leaderboard, the summary)."""
+        return self.seen_best if self.seen_best is not None else self.best
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,11 @@ class TrialBook:
     def result(record: TrialRecord, report: EpochReport) -> ResultNews:
         new_epoch = report.epoch > record.epochs  # a restored trial repeats its checkpoint's epoch
         record.epochs = max(record.epochs, report.epoch)
+        scheduler = record.planned.config.scheduler
+        score = getattr(report, scheduler.metric, None)
+        if score is not None and math.isfinite(score) and (
+                record.seen_best is None or (score > record.seen_best if scheduler.mode == "max" else score < record.seen_best)):
+            record.seen_best = score
         if report.best_epoch:  # the worker's verdict on which epoch is best; its checkpoint is named by it
             cfg = record.planned.config
             record.best, record.best_epoch = report.best_score, report.best_epoch

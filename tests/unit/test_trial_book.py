@@ -219,3 +219,19 @@ def test_the_end_line_says_whether_predictions_are_in_or_coming(plan):
     assert first.endswith(f"{done.key}: completed after 2 epoch(s); its OOF + test predictions are in")
     assert second.endswith(f"{stopped.key}: stopped early by the scheduler after 1 epoch(s); a task predicts OOF + "
                            f"test from the best checkpoint once a worker is free")
+
+
+def test_after_ctrl_c_the_leaderboard_shows_the_latest_scores_not_the_last_committed_best(plan):
+    """Epoch 2's checkpoint was still being written when Ctrl-C came: its report named epoch 1 as the committed
+    best, but the leaderboard shows what epoch 2 printed (predictions still use the committed best)."""
+    from orchestrator.driver.leaderboard import leaderboard
+
+    book = TrialBook(plan)
+    record = book.records[plan[0].key]
+    book.start(record)
+    book.result(record, EpochReport(epoch=1, val_acc=0.0397, best_epoch=1, best_score=0.0397))
+    book.result(record, EpochReport(epoch=2, val_acc=0.2321, best_epoch=1, best_score=0.0397, settled=False))
+    book.interrupt()
+    row = leaderboard(book.records.values(), "max").set_index("config_id").loc[plan[0].config.config_id]
+    assert row["fold_0"] == pytest.approx(0.2321) and record.best == pytest.approx(0.0397)
+    assert record.best_epoch == 1  # what a prediction task would read: the committed best
