@@ -190,6 +190,14 @@ def commit_dir(local: str | Path, dest: str) -> None:
                               destination_filesystem=fs)
 
 
+def copy_to_local(path: str, local: str | Path) -> None:
+    """The file at `path` (a path or URI) copied to the local file `local`."""
+    import pyarrow.fs
+
+    fs, inner = _open(path)
+    pyarrow.fs.copy_files(inner, str(local), source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+
+
 def committed(path: str) -> bool:
     """Whether the folder at `path` was committed whole (its manifest is there)."""
     return exists(join(path, MANIFEST))

@@ -64,6 +64,8 @@ class GridRun:
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.slots = None  # trials at once: asked of the cluster at the first Tune run
         self.refit_work = None  # (Work, stale refits) sorted out by refits_waiting, when every fold trial had ended
+        # what `open` has opened so far (close ends whatever it finds, from the parent run on)
+        self.parent_id = self.book = self.writer = self.runs = self.progress = self.callback = None
 
     def run(self) -> int:
         for key, value in MLFLOW_ENV.items():
@@ -72,9 +74,9 @@ class GridRun:
         self.plan()
         if not self.work.to_run and self.grid.searcher != "optuna" and not self.refits_waiting():
             return self.nothing_to_train()
-        self.open()
         finished, timing = False, None
-        try:
+        try:  # one exit path from the parent run on: Ray failing to start, a Ctrl-C anywhere, all end in close
+            self.open()
             if self.trials:
                 timing = self.tune()
                 self.progress.close()  # the insight's lines go below the live line, not over it
@@ -228,17 +230,30 @@ class GridRun:
             print(f"storage: {freed / 1e6:.0f} MB of ended trials' {what} removed", flush=True)
 
     def close(self, finished: bool, timing: Any) -> None:
-        """End what the run opened, whatever happened in it: open trial runs, the writer, the parent run."""
-        self.progress.close()  # (again: a no-op when it closed before the insight)
-        self.callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
-        self.runs.settle(self.book.records.values(), self.writer.drain)  # a second Ctrl-C leaves the rest in the journal
-        self.writer.close()
-        records = self.book.records.values()
-        self.board, self.cost, self.timing = leaderboard(records, self.grid.scheduler.mode), total(r.cost for r in records), timing
-        header, rows = summary_rows(records, self.grid.scheduler.metric)
-        interrupted = self.book.with_status(TrialStatus.INTERRUPTED)
-        close_parent(self.tracker, self.parent_id, self.grid, self.board, "\n".join(",".join(r) for r in [header] + rows),
-                     self.cost, timing, TrialStatus.FINISHED if finished and not interrupted else TrialStatus.KILLED, self.pseudo)
+        """End what the run opened, whatever happened in it and however far `open` got: open trial runs, the
+        writer (its thread always stopped), the parent run (ended FINISHED, or KILLED for --resume). A Ctrl-C in
+        the final drain leaves the unwritten rest in the journal, and still ends the thread and the parent run."""
+        if self.parent_id is None:
+            return
+        try:
+            if self.progress is not None:
+                self.progress.close()  # (again: a no-op when it closed before the insight)
+            if self.callback is not None:
+                self.callback.interrupt_open_runs()  # Tune returns normally on Ctrl-C: trials still open were interrupted
+            if self.writer is not None:
+                self.runs.settle(self.book.records.values(), self.writer.drain)  # a 2nd Ctrl-C: the rest stays journaled
+        finally:
+            stopped = self.writer.close() if self.writer is not None else True
+            # a writer thread still inside an MLflow call (a server that hangs) keeps its tracker: the parent run's
+            # close takes a client of its own
+            tracker = self.tracker if stopped else Tracker(self.grid.tracking.uri, self.grid.name,
+                                                           self.grid.tracking.artifact_root)
+            records = list(self.book.records.values()) if self.book is not None else []
+            self.board, self.cost, self.timing = leaderboard(records, self.grid.scheduler.mode), total(r.cost for r in records), timing
+            header, rows = summary_rows(records, self.grid.scheduler.metric)
+            ok = finished and self.book is not None and not self.book.with_status(TrialStatus.INTERRUPTED)
+            close_parent(tracker, self.parent_id, self.grid, self.board, "\n".join(",".join(r) for r in [header] + rows),
+                         self.cost, timing, TrialStatus.FINISHED if ok else TrialStatus.KILLED, self.pseudo)
 
     def summarise(self) -> int:
         """Print the leaderboard, cost, time, disk and the next commands; the exit code."""

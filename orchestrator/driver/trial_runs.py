@@ -10,8 +10,7 @@ the handles into ids once the writes are in.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from orchestrator.driver.trials import TrialRecord
@@ -70,18 +69,20 @@ class TrialRuns:
         self.tracker.log_frames(record.run_id, frames)
         if "oof" in frames and "tags" not in frames["oof"]:  # tags: per-tag tables at the config's insight instead
             self._log_confusion(record, frames["oof"])
-        with _local_model_file(record.best_checkpoint) as model_file:  # the writer keeps its own copy
-            self.tracker.log_file(record.run_id, model_file, RunFiles.CHECKPOINT)
+        # read from storage in the writer's turn (a bucket download never holds Tune's loop); storage is released
+        # only after the writer drained
+        from orchestrator.storage import join
+        from orchestrator.train.checkpoint import MODEL_FILE  # torch: only a run that trained needs it
+
+        self.tracker.log_stored_file(record.run_id, join(record.best_checkpoint, MODEL_FILE), RunFiles.CHECKPOINT)
         record.predictions = True
 
     def _log_confusion(self, record: TrialRecord, oof) -> None:
-        from orchestrator.tracking.insight import confused_pairs, outcomes
-        from orchestrator.tracking.plots import confusion_figure
+        from orchestrator.tracking.insight import outcomes
 
-        targets, predicted = outcomes(oof)
-        pairs = confused_pairs(targets, predicted, self.classes, self.top_pairs)
-        self.tracker.log_figure(record.run_id, confusion_figure(targets, predicted, self.classes, pairs,
-                                                                f"{record.key} OOF"), RunFiles.CONFUSION)
+        targets, predicted = outcomes(oof)  # drawn in the writer's turn
+        self.tracker.log_confusion(record.run_id, targets, predicted, self.classes, self.top_pairs, f"{record.key} OOF",
+                                   RunFiles.CONFUSION)
 
     def close(self, record: TrialRecord) -> None:
         """End the run with the record's status, epochs and best score."""
@@ -115,13 +116,3 @@ def searched_params(record: TrialRecord) -> dict[str, str]:
     values = {f"{SEARCH_PREFIX}{path}": value for path, value in record.planned.searched.items()}
     return {"model": record.planned.config.model.name, **flatten(values)}
 
-
-@contextmanager
-def _local_model_file(checkpoint_path: str) -> Iterator[str]:
-    """The checkpoint's model.pt on this machine while the context lasts (downloaded when storage is remote)."""
-    import ray.train
-
-    from orchestrator.train.checkpoint import MODEL_FILE
-
-    with ray.train.Checkpoint(checkpoint_path).as_directory() as local:
-        yield f"{local}/{MODEL_FILE}"

@@ -145,6 +145,31 @@ class Tracker:
     def log_file(self, run_id: str, path: str | Path, folder: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), folder)
 
+    def log_stored_file(self, run_id: str, path: str, folder: str | None = None) -> None:
+        """A file of the grid's storage (a path or a bucket URI) logged as an artifact, downloaded first when remote
+        (the writer thread's work: Tune's event loop never waits for a bucket)."""
+        from orchestrator.storage import copy_to_local, is_uri
+
+        if not is_uri(path):
+            self.client.log_artifact(run_id, path, folder)
+            return
+        with tempfile.TemporaryDirectory() as local:
+            target = Path(local) / Path(path.split("?")[0]).name
+            copy_to_local(path, target)
+            self.client.log_artifact(run_id, str(target), folder)
+
+    def log_confusion(self, run_id: str, targets: list[int], predicted: list[int], classes: list[str], top: int,
+                      title: str, name: str) -> None:
+        """The confusion figure of (targets, predicted), drawn here (in the writer's thread, off Tune's loop)."""
+        import numpy as np
+
+        from orchestrator.tracking.insight import confused_pairs
+        from orchestrator.tracking.plots import confusion_figure
+
+        targets, predicted = np.asarray(targets), np.asarray(predicted)
+        figure = confusion_figure(targets, predicted, classes, confused_pairs(targets, predicted, classes, top), title)
+        self.client.log_figure(run_id, figure, name)
+
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 

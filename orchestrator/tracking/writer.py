@@ -190,6 +190,15 @@ class TrackingWriter:
             frame.to_parquet(kept, index=False)
             self._put("log_file", (run, str(kept), folder))
 
+    def log_stored_file(self, run: Any, path: str, folder: str | None = None) -> None:
+        """A file of the grid's storage, read in the writer's turn (the storage outlives the drain: released after)."""
+        self._put("log_stored_file", (run, path, folder))
+
+    def log_confusion(self, run: Any, targets: list[int], predicted: list[int], classes: list[str], top: int, title: str,
+                      name: str) -> None:
+        """A confusion figure, drawn in the writer's turn."""
+        self._put("log_confusion", (run, list(map(int, targets)), list(map(int, predicted)), classes, top, title, name))
+
     def log_figure(self, run: Any, figure: Any, name: str) -> None:
         """The figure as PNG now (it may be closed before its turn), logged under `name`'s folder."""
         kept = self._spool(Path(name).name)
@@ -229,11 +238,14 @@ class TrackingWriter:
             time.sleep(0.05)
         self.compact()
 
-    def close(self) -> None:
-        """Stop the thread (after `drain`, nothing is left; otherwise the journal keeps what is)."""
+    def close(self, timeout_s: float = 5.0) -> bool:
+        """Stop the thread (after `drain`, nothing is left; otherwise the journal keeps what is); whether it stopped
+        (False: it is still inside an MLflow call after `timeout_s`, a daemon thread the process's exit ends)."""
         self.stopping.set()
-        self.queue.put(None)
-        self.thread.join(timeout=5)
+        with contextlib.suppress(queue.Full):  # a full queue: the stopping flag ends the thread at its next write
+            self.queue.put_nowait(None)
+        self.thread.join(timeout=timeout_s)
+        return not self.thread.is_alive()
 
     def compact(self) -> None:
         """Nothing pending: the journal starts empty again (its files are written)."""
@@ -247,7 +259,7 @@ class TrackingWriter:
 
     def _work(self) -> None:
         try:
-            while (write := self.queue.get()) is not None:
+            while not self.stopping.is_set() and (write := self.queue.get()) is not None:
                 attempt = 0
                 while not self._apply(write, attempt):
                     attempt += 1
