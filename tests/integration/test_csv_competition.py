@@ -25,8 +25,13 @@ def test_kaggle_layout_grid_ensemble_submission_and_predict(tmp_path, kaggle_roo
             "resources": {"max_concurrent_trials": 2}, "ensemble": {"method": "auto", "refit": "best"},
             "insight": {"gradcam_configs": 0, "gallery": 4}}
     grid_file = write_grid(tmp_path, grid)
+    journal = tmp_path / "ray_results" / "kaggle" / "tracking-journal"  # an older release's write, left by a kill
+    journal.mkdir(parents=True)
+    (journal / "ops.jsonl").write_text('{"seq": 1, "op": "log_metrics", "args": "gASVKAAAAAAAAACMCF9fbWFpbl9flC4="}\n')
     run = run_cli("orchestrator.run", str(grid_file), cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    assert "1 journal entry in" in run.stderr and "set aside in" in run.stderr  # said, and the grid went on
+    assert "log_metrics" in (tmp_path / "ray_results" / "kaggle" / "tracking-journal.set-aside.jsonl").read_text()
     ensemble = run_cli("orchestrator.ensemble", str(grid_file), cwd=tmp_path)
     assert ensemble.returncode == 0, ensemble.stderr
     for output in (run, ensemble):  # to a pipe, as to a log file: whole lines, no MLflow INFO lines
