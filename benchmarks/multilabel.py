@@ -61,7 +61,9 @@ def tool(root: Path, work: Path, args, seed: int) -> dict[str, float]:
             "data": {"source": "csv", "root": str(root), "task": "multilabel", "image_size": 64,
                      "folds": {"kind": "stratified", "n_splits": 3}},
             "models": [{"name": "test_resnet"}, {"name": "test_vit"}],
-            "train": {"epochs": args.epochs, "batch_size": 64, "augment": "plain"},
+            "train": {"epochs": args.epochs, "batch_size": 64, "augment": "plain",
+                      **({"loss": {"name": "bce", "label_smoothing": args.label_smoothing}}
+                         if args.label_smoothing is not None else {})},
             "scheduler": {"kind": "fifo"}, "resources": {"max_concurrent_trials": 2},
             "ensemble": {"method": "auto"}, "insight": {"gradcam_configs": 0, "gallery": 0}}
     (work / "grid.yaml").write_text(yaml.safe_dump(grid))
@@ -130,6 +132,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--label-smoothing", type=float, default=None, help="the tool's BCE (default: its default)")
     args = parser.parse_args()
     from orchestrator.data.export import export_multilabel_csv, quickdraw_images
 
