@@ -106,13 +106,16 @@ class EpochReport:
 
 
 def check_stop(report: EpochReport, trial: str) -> None:
-    """The rule pruning relies on: a scheduler stops a trial only at a report that waited for its checkpoint
-    writes (its best is committed, so the driver predicts from a folder that is there). Rung reports wait
-    (CheckpointPolicy.waits) and the schedulers stop only at rungs; this says so loudly if that ever breaks."""
-    if not report.settled:
-        raise RuntimeError(f"the scheduler stopped {trial} at epoch {report.epoch}, whose checkpoint write was still in "
-                           f"flight: its predictions could read a best that is not committed (a scheduler may stop a "
-                           f"trial only at its rungs, whose reports wait for their writes)")
+    """The rule pruning and predictions rely on: a scheduler stops a trial only at a report that names a committed
+    best epoch. A report names only a committed best (`best_epoch`: Checkpointer.durable), a write that commits
+    after the stop never prunes the best the last report named, and the trial's first checkpoint is waited for;
+    so a stop at a report whose later write is still in flight (fold_asha stops every fold of a config it stopped,
+    at whatever epoch each reports) is safe. A stop at a report that names no best at all would leave the driver
+    nothing to predict from: that is raised, loudly."""
+    if not report.settled and not report.best_epoch:
+        raise RuntimeError(f"the scheduler stopped {trial} at epoch {report.epoch}, whose report names no committed best "
+                           f"epoch while a checkpoint write was in flight: its predictions would have no checkpoint to "
+                           f"read (a trial's first checkpoint must be waited for before its report)")
 
 
 class TrialStatus(str, Enum):

@@ -146,7 +146,7 @@ def test_a_write_that_outlasts_its_timeout_is_a_clear_error_and_close_frees_the_
     assert not keeper._buffers
 
 
-def test_a_scheduler_may_stop_a_trial_only_at_a_settled_report():
+def test_a_scheduler_may_stop_a_trial_only_at_a_report_that_names_a_committed_best():
     from orchestrator.config import TuneSchedulerConfig
     from orchestrator.protocol import check_stop
     from orchestrator.train.checkpointer import CheckpointPolicy
@@ -155,5 +155,6 @@ def test_a_scheduler_may_stop_a_trial_only_at_a_settled_report():
     policy = CheckpointPolicy(sparse=True, minutes=60, rungs=frozenset(cfg.rung_epochs(10)))
     assert all(policy.waits(epoch, kind) for epoch in cfg.rung_epochs(10) for kind in (None, "weights", "full"))
     check_stop(EpochReport(epoch=2, settled=True), "c-f0")
-    with pytest.raises(RuntimeError, match="stopped c-f0 at epoch 3, whose checkpoint write was still in flight"):
-        check_stop(EpochReport(epoch=3, settled=False), "c-f0")
+    check_stop(EpochReport(epoch=3, settled=False, best_epoch=2), "c-f0")  # fold_asha's: the named best is kept
+    with pytest.raises(RuntimeError, match="stopped c-f0 at epoch 1, whose report names no committed best epoch"):
+        check_stop(EpochReport(epoch=1, settled=False), "c-f0")
