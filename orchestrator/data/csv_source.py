@@ -55,14 +55,11 @@ def load_csv(cfg: DataConfig) -> DataTables:
                           "group": frame[cfg.group_column].to_numpy() if cfg.group_column else None})
     if tags is not None:
         train["tags"] = tags
-    test, fmt = _test(cfg, root, id_column, label_column, classes)
-    if fmt is not None:
-        fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images,
-                                  task=cfg.task, separator=cfg.label_separator)
+    test, fmt = _test(cfg, root, id_column, label_column, classes, int_labels)
     return DataTables(train, test, classes, fmt, cfg.task)
 
 
-def _test(cfg: DataConfig, root: Path, id_column: str, label_column: str, classes: list[str]):
+def _test(cfg: DataConfig, root: Path, id_column: str, label_column: str, classes: list[str], int_labels: bool):
     """(test table, submission format), or (None, None) when the grid has no test CSV."""
     if cfg.test_csv is None:
         return None, None
@@ -73,24 +70,32 @@ def _test(cfg: DataConfig, root: Path, id_column: str, label_column: str, classe
                              f"null: no test set)")
         return None, None  # the default's file is absent: a grid without a test set
     frame = read_csv(test_csv, set(), dtype=str, keep_default_na=False)
-    fmt = _format(frame, test_csv, id_column, label_column, classes, cfg.submit)
-    images = _folder(root, cfg.test_images, "data.test_images")
+    fmt = _format(frame, cfg, id_column, label_column, classes, int_labels)
+    return _test_table(frame, test_csv, root, id_column, cfg.test_images, "data.test_images"), fmt
+
+
+def _test_table(frame: pd.DataFrame, test_csv: Path, root: Path, id_column: str, images: str, key: str) -> pd.DataFrame:
+    """The test CSV's rows, in its order: row_id, image_path (each id's image, opened once), rel_path (the id)."""
     ids = frame[id_column].tolist()
-    paths, _ = resolve_ids(ids, images, test_csv, id_column, "data.test_images")
+    paths, _ = resolve_ids(ids, _folder(root, images, key), test_csv, id_column, key)
     check_images(paths, lambda i: f"{test_csv} line {i + 2}")
-    return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": ids}), fmt
+    return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": ids})
 
 
-def _format(frame: pd.DataFrame, test_csv: Path, id_column: str, label_column: str, classes: list[str], submit: str):
-    """The submission format the test CSV `frame` asks for (its columns left out said on stderr)."""
+def _format(frame: pd.DataFrame, cfg: DataConfig, id_column: str, label_column: str, classes: list[str],
+            int_labels: bool) -> SubmissionFormat:
+    """The submission format the test CSV `frame` asks for (its columns left out said on stderr), with what the
+    grid says of its labels and where predict finds a root's rows."""
+    test_csv = Path(cfg.root) / cfg.test_csv
     _require(frame, [id_column], "data.id_column", test_csv, also="the test CSV names its rows by the same column")
     try:
-        fmt, notes = detect(frame, test_csv.name, id_column, label_column, classes, submit)
+        fmt, notes = detect(frame, test_csv.name, id_column, label_column, classes, cfg.submit)
     except ValueError as err:
         raise InputError(str(err), source=str(test_csv)) from None
     for note in notes:
         print(f"note: {test_csv}: {note}", file=sys.stderr, flush=True)
-    return fmt
+    return dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images,
+                               task=cfg.task, separator=cfg.label_separator)
 
 
 def submission_now(cfg: DataConfig, classes: list[str]) -> tuple[SubmissionFormat, list[str]] | None:
@@ -105,11 +110,8 @@ def submission_now(cfg: DataConfig, classes: list[str]) -> tuple[SubmissionForma
     id_column = _column(header, cfg.id_column, ID_NAMES, 0, "data.id_column", "image id", train_csv)
     label_column = _column(header, cfg.label_column, LABEL_NAMES, 1, "data.label_column", "label", train_csv)
     frame = read_csv(root / cfg.test_csv, set(), dtype=str, keep_default_na=False)
-    fmt = _format(frame, root / cfg.test_csv, id_column, label_column, classes, cfg.submit)
     int_labels = cfg.task == "multiclass" and all(c.lstrip("-").isdigit() for c in classes)  # as labels() decided
-    fmt = dataclasses.replace(fmt, int_labels=int_labels, test_csv=cfg.test_csv, test_images=cfg.test_images,
-                              task=cfg.task, separator=cfg.label_separator)
-    return fmt, frame[id_column].tolist()
+    return _format(frame, cfg, id_column, label_column, classes, int_labels), frame[id_column].tolist()
 
 
 def test_rows(root: Path, fmt) -> pd.DataFrame:
@@ -117,11 +119,7 @@ def test_rows(root: Path, fmt) -> pd.DataFrame:
     test_csv = root / fmt.test_csv
     frame = read_csv(test_csv, set(), dtype=str, keep_default_na=False)
     _require(frame, [fmt.id_column], "the model's id column", test_csv)
-    ids = frame[fmt.id_column].tolist()
-    paths, _ = resolve_ids(ids, _folder(root, fmt.test_images, "the model's test_images"), test_csv, fmt.id_column,
-                           "the test images folder")
-    check_images(paths, lambda i: f"{test_csv} line {i + 2}")
-    return pd.DataFrame({"row_id": np.arange(len(frame)), "image_path": paths, "rel_path": ids})
+    return _test_table(frame, test_csv, root, fmt.id_column, fmt.test_images, "the model's test_images")
 
 
 def labels(values: pd.Series, column: str, csv: Path) -> tuple[np.ndarray, list[str], bool]:
