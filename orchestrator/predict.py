@@ -107,15 +107,11 @@ def class_probabilities(out, classes: list[str]):
 
 def decisions(out, classes: list[str]):
     """The model's decision per row: its class index, or a multilabel model's called tags (rows, tags) bool."""
-    import numpy as np
+    from orchestrator.data.tables import hot_of_names
 
     if "tags" not in out.columns:
         return out["target"].to_numpy()
-    index = {name: k for k, name in enumerate(classes)}
-    called = np.zeros((len(out), len(classes)), dtype=bool)
-    for row, tags in enumerate(out["tags"]):
-        called[row, [index[t] for t in str(tags).split()]] = True
-    return called
+    return hot_of_names(out["tags"].tolist(), classes) > 0
 
 
 def predict_rows(model, rows, params: dict, given: str = "INPUT"):

@@ -36,6 +36,18 @@ def multi_hot(tags: pd.Series, tag_count: int) -> np.ndarray:
     return out
 
 
+def hot_of_names(values, classes: list[str], separator: str = " ") -> np.ndarray:
+    """(rows, tags) float32 0/1 from tag names joined by `separator` (a test_labels.csv cell, a served model's `tags`);
+    a name not among `classes` is no tag."""
+    index = {name: k for k, name in enumerate(classes)}
+    out = np.zeros((len(values), len(classes)), dtype=np.float32)
+    for row, value in enumerate(values):
+        for name in str(value).split(separator):
+            if name.strip() in index:
+                out[row, index[name.strip()]] = 1.0
+    return out
+
+
 def encode_tags(hot: np.ndarray) -> list[str]:
     """The `tags` column of (rows, tags) 0/1 (or bool) vectors."""
     return [" ".join(map(str, np.flatnonzero(row > 0.5))) for row in np.asarray(hot)]

@@ -23,7 +23,7 @@ from orchestrator.cli import EXIT_OK, main_guard, parse_override
 from orchestrator.config import load_grid
 from orchestrator.console import quiet_libraries
 from orchestrator.data.submission import SubmissionFormat
-from orchestrator.ensemble.fit import THRESHOLD_METRICS, EnsembleResult, fit_members, served_probabilities
+from orchestrator.ensemble.fit import EnsembleResult, fit_members, served_probabilities
 from orchestrator.ensemble.members import load_members, use_refits
 from orchestrator.errors import InputError
 from orchestrator.layout import RunFiles
@@ -101,8 +101,7 @@ def say(result: EnsembleResult, metric: str) -> None:
     if result.tuning is not None:
         print(result.tuning.summary())
     if result.thresholds is not None:
-        decided = metric if metric in THRESHOLD_METRICS else "val_f1_samples"
-        print(result.thresholds.summary(decided))
+        print(result.thresholds.summary())
 
 
 def _refits(result: EnsembleResult, cfg) -> list[str]:
@@ -290,17 +289,13 @@ def _holdout_tags(grid, labels: pd.DataFrame, test_table, called: np.ndarray, pr
                   classes: list[str]) -> dict[str, float]:
     """A multilabel task's held-out scores: per-image F1 and F2 of the called tags, mAP and log loss of the
     probabilities."""
+    from orchestrator.data.tables import hot_of_names
     from orchestrator.metrics import f1_samples, f2_samples, mean_average_precision
 
-    index = {name: k for k, name in enumerate(classes)}
     truth = labels.set_index(labels.columns[0])[labels.columns[1]].reindex(test_table["rel_path"].astype(str))
     if truth.isna().any():
         return {}
-    hot = np.zeros_like(probs)
-    for row, value in enumerate(truth):
-        for tag in str(value).split(grid.data.label_separator):
-            if tag.strip() in index:
-                hot[row, index[tag.strip()]] = 1.0
+    hot = hot_of_names(truth.tolist(), classes, grid.data.label_separator).astype(np.float64)
     decided = called.astype(np.float64)
     return {"holdout_f1_samples": f1_samples(decided, hot), "holdout_f2": f2_samples(decided, hot),
             "holdout_map": mean_average_precision(probs, hot), "holdout_logloss": log_loss(probs, hot)}

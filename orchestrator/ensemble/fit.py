@@ -83,9 +83,10 @@ def fit_members(members: list[Member], metric: str, cfg: EnsembleConfig) -> Ense
     fit = fit_ensemble(cfg.method, [oofs[i] for i in order], y, score, cfg.iterations, folds,
                        ranks=not (METRICS[metric].calibrated or tags), votes=not tags)  # tags: scored at 0.5
     if tags:  # the tags to call: thresholds tuned for the metric (a threshold-free one: per-image F1)
-        decided = scorer(metric if metric in THRESHOLD_METRICS else "val_f1_samples")
-        thresholds = tune_thresholds(served_probabilities([oofs[i] for i in order], fit, None), y, folds, decided,
-                                     KINDS if cfg.thresholds == "auto" else (cfg.thresholds,), cfg.at_least_one_tag)
+        decided_by = metric if metric in THRESHOLD_METRICS else "val_f1_samples"
+        thresholds = tune_thresholds(served_probabilities([oofs[i] for i in order], fit, None), y, folds,
+                                     scorer(decided_by), KINDS if cfg.thresholds == "auto" else (cfg.thresholds,),
+                                     cfg.at_least_one_tag, decided_by)
         return EnsembleResult([members[i] for i in order], [scores[i] for i in order], [oofs[i] for i in order], fit,
                               rows, y, folds, thresholds=thresholds)
     on = cfg.f1_offsets == "on" or (cfg.f1_offsets == "auto" and metric == "val_f1")

@@ -61,20 +61,21 @@ class Thresholds:
     at_least_one: bool
     fitted: float  # the kept kind's score on the rows it was fitted on
     cv: dict[str, float]  # kind -> cross-validated score (each fold decided with thresholds fitted on the others)
+    metric: str = ""  # the score's name, for people
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         return decide(probs, self.values, self.at_least_one)
 
-    def summary(self, metric: str) -> str:
+    def summary(self) -> str:
         tried = ", ".join(f"{k} {v:.4f}" for k, v in self.cv.items())
         shown = (f"{self.values[0]:.2f}" if self.kind != "per_tag"
                  else f"{self.values.min():.2f}-{self.values.max():.2f} over {len(self.values)} tags")
-        return (f"tag thresholds: {self.kind} ({shown}) by cross-validated OOF {metric}: {tried}; "
+        return (f"tag thresholds: {self.kind} ({shown}) by cross-validated OOF {self.metric}: {tried}; "
                 f"{self.fitted:.4f} fitted on every row")
 
 
 def tune(probs: np.ndarray, hot: np.ndarray, folds: np.ndarray, score: Score, kinds: tuple[str, ...] = KINDS,
-         at_least_one: bool = True) -> Thresholds:
+         at_least_one: bool = True, metric: str = "") -> Thresholds:
     """Fit each of `kinds` on all folds but one, decide the held fold, keep the best cross-validated kind (the
     first of equals), refitted on every row. With fewer than 2 folds, nothing is held out: 0.5 is kept."""
     unique = np.unique(folds)
@@ -89,4 +90,5 @@ def tune(probs: np.ndarray, hot: np.ndarray, folds: np.ndarray, score: Score, ki
         cv[kind] = score(held_out.astype(np.float64), hot)
     kept = max(kinds, key=lambda k: cv[k])  # max keeps the first of equals
     values = fit(kept, probs, hot, score, at_least_one)
-    return Thresholds(kept, values, at_least_one, score(decide(probs, values, at_least_one).astype(np.float64), hot), cv)
+    return Thresholds(kept, values, at_least_one, score(decide(probs, values, at_least_one).astype(np.float64), hot), cv,
+                      metric)

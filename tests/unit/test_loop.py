@@ -102,6 +102,7 @@ def test_a_nan_loss_fails_as_itself_when_a_checkpoint_write_in_flight_fails_too(
     """The loop's `finally` closes the checkpointer without replacing the loop's own error (a NaN loss must fail
     at once, not look like a storage fault that Tune retries)."""
     import math
+    import time
 
     from orchestrator.train import checkpointer as checkpointer_module
     from orchestrator.train import loop as loop_module
@@ -111,7 +112,8 @@ def test_a_nan_loss_fails_as_itself_when_a_checkpoint_write_in_flight_fails_too(
 
     def save_files(*args, **kwargs):
         writes.append(1)
-        if len(writes) > 1:  # epoch 2's write, in the background, fails
+        if len(writes) > 1:  # epoch 2's write, in the background, fails: still in flight when epoch 3's loss is NaN
+            time.sleep(3)
             raise OSError("the storage went away")
         return real_save(*args, **kwargs)
 
