@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 import yaml
-from common import QUICKDRAW, REPO
+from common import QUICKDRAW, cli
 
 
 def glue(competition: Path, target: Path) -> None:
@@ -55,15 +53,6 @@ def glue_back(submission: Path, competition: Path) -> pd.DataFrame:
                           "label": [classes[t] for t in frame["target"]]}).set_index("image_id")
     sample = pd.read_csv(competition / "sample_submission.csv", dtype=str)
     return frame.loc[sample["image_id"]].reset_index()
-
-
-def run(module: str, grid: Path, folder: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", module, str(grid)], cwd=folder, env=env, capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        sys.exit(f"{module} {grid} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def holdout(folder: Path, name: str) -> dict[str, float]:
@@ -95,8 +84,8 @@ def one_seed(seed: int, args, work: Path) -> dict[str, float]:
         grid = folder / "grid.yaml"
         grid.write_text(yaml.safe_dump({"name": f"csv-bench-{route}", **base,
                                         "data": {**data, "image_size": 32, "folds": {"kind": "stratified", "n_splits": 3}}}))
-        run("orchestrator.run", grid, folder)
-        run("orchestrator.ensemble", grid, folder)
+        cli("orchestrator.run", str(grid), cwd=folder)
+        cli("orchestrator.ensemble", str(grid), cwd=folder)
         metrics = holdout(folder, f"csv-bench-{route}")
         scores[f"{route}_acc"], scores[f"{route}_logloss"] = metrics["holdout_accuracy"], metrics["holdout_logloss"]
     ours = pd.read_csv(work / "csv" / "submission.csv", dtype=str)

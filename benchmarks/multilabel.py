@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from common import QUICKDRAW, REPO
+from common import QUICKDRAW, cli, train_plain
 
 
 def truth(root: Path, classes: list[str], ids: list[str]) -> np.ndarray:
@@ -43,14 +41,6 @@ def scores(called: np.ndarray, probs: np.ndarray, hot: np.ndarray) -> dict[str, 
 
     decided = called.astype(np.float64)
     return {"f1": f1_samples(decided, hot), "f2": f2_samples(decided, hot), "map": mean_average_precision(probs, hot)}
-
-
-def cli(module: str, *args: str, cwd: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        sys.exit(f"{module} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
 def tool(root: Path, work: Path, args, seed: int) -> dict[str, float]:
@@ -106,21 +96,7 @@ def plain(root: Path, args, seed: int) -> dict[str, float]:
     for row, tags in enumerate(train["tags"]):
         y[row, [classes.index(t) for t in tags.split()]] = 1
     model = timm.create_model("test_resnet", num_classes=len(classes))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    steps = args.epochs * (len(train) // 64)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
-    for _ in range(args.epochs):
-        model.train()
-        order = rng.permutation(len(train))
-        for start in range(0, len(order) - 63, 64):
-            batch = order[start:start + 64]
-            images = x[batch]
-            flip = torch.rand(len(batch)) < 0.5
-            images[flip] = images[flip].flip(-1)
-            optimizer.zero_grad()
-            torch.nn.functional.binary_cross_entropy_with_logits(model(images), y[batch]).backward()
-            optimizer.step()
-            schedule.step()
+    train_plain(model, x, y, torch.nn.BCEWithLogitsLoss(), np.arange(len(train)), args.epochs, 2e-3, rng.permutation)
     model.eval()
     with torch.no_grad():
         probs = torch.cat([model(x_test[i:i + 256]).sigmoid() for i in range(0, len(x_test), 256)]).numpy()

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from common import train_plain
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKDRAW = REPO.parent / "shared" / "data" / "quickdraw10"
@@ -222,22 +223,8 @@ def plain_loop(root: Path, work: Path, args, grid_name: str = "techniques", fold
         train_idx = np.flatnonzero(folds["fold"].to_numpy() != fold)
         val_idx = np.flatnonzero(folds["fold"].to_numpy() == fold)
         model = timm.create_model(args.model, num_classes=10)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
-        steps = args.epochs * (len(train_idx) // 64)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=1e-3, total_steps=steps)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
-        for _ in range(args.epochs):
-            model.train()
-            order = np.random.permutation(train_idx)
-            for start in range(0, len(order) - 63, 64):
-                batch = order[start:start + 64]
-                images = x_all[batch]
-                flip = torch.rand(len(batch)) < 0.5
-                images[flip] = images[flip].flip(-1)
-                optimizer.zero_grad()
-                loss_fn(model(images), y_all[batch]).backward()
-                optimizer.step()
-                schedule.step()
+        train_plain(model, x_all, y_all, torch.nn.CrossEntropyLoss(label_smoothing=0.1), train_idx, args.epochs, 1e-3,
+                    np.random.permutation)
         model.eval()
         with torch.no_grad():
             if len(val_idx):
