@@ -148,13 +148,13 @@ class Tracker:
     def log_stored_file(self, run_id: str, path: str, folder: str | None = None) -> None:
         """A file of the grid's storage (a path or a bucket URI) logged as an artifact, downloaded first when remote
         (the writer thread's work: Tune's event loop never waits for a bucket)."""
-        from orchestrator.storage import copy_to_local, is_uri
+        from orchestrator.storage import copy_to_local, is_uri, without_query
 
         if not is_uri(path):
             self.client.log_artifact(run_id, path, folder)
             return
         with tempfile.TemporaryDirectory() as local:
-            target = Path(local) / Path(path.split("?")[0]).name
+            target = Path(local) / Path(without_query(path)).name
             copy_to_local(path, target)
             self.client.log_artifact(run_id, str(target), folder)
 
